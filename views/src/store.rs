@@ -1,0 +1,689 @@
+//! The RocksDB shell around the projection.
+//!
+//! Column families:
+//!
+//! | family | key | value |
+//! | --- | --- | --- |
+//! | `deployments` | deployment uuid | [`Deployment`] |
+//! | `instances` | instance uuid | [`Instance`](crate::model::Instance) |
+//! | `services` | instance uuid, service name | [`Service`] |
+//! | `members` | deployment uuid, instance uuid | (empty): the instances of a deployment |
+//! | `deployment_status` | status byte, deployment uuid | last progress (i64 ns, BE): lists by status, stalled |
+//! | `config_servers` | source | [`ConfigServer`] |
+//! | `events` | deployment uuid (zeros for heartbeats), time, tiebreak | the event, canonical JSON: the raw log `rebuild` and `export` read |
+//! | `dedup` | source, 0, id | the event's log key |
+//! | `meta` | `views_version`, `counts` | the views' version; the global [`Counts`] |
+//!
+//! [`Store::apply_batch`] folds a batch of events into one `WriteBatch`
+//! (views, counts, log, dedup markers) and writes it with the WAL synced
+//! before returning: a caller may acknowledge the events once it returns.
+//! One writer at a time (a mutex); readers take a snapshot
+//! ([`Store::reader`]) so one report is consistent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode,
+    WriteBatch, WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
+use crate::event::{Event, DEFAULT_MAX_EVENT_BYTES};
+use crate::model::{stable_hash, ConfigServer, Counts, Deployment, InstanceState, Service};
+use crate::projection::{self, Effect, ViewRead, ViewWrite};
+use crate::query::ListDeployments;
+
+/// Bumped whenever the projection or the row encoding changes meaning:
+/// views of another version must be rebuilt from the event log.
+pub const VIEWS_VERSION: u32 = 1;
+
+const CF_DEPLOYMENTS: &str = "deployments";
+const CF_INSTANCES: &str = "instances";
+const CF_SERVICES: &str = "services";
+const CF_MEMBERS: &str = "members";
+const CF_DEPLOYMENT_STATUS: &str = "deployment_status";
+const CF_CONFIG_SERVERS: &str = "config_servers";
+const CF_EVENTS: &str = "events";
+const CF_DEDUP: &str = "dedup";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 9] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_SERVICES,
+    CF_MEMBERS,
+    CF_DEPLOYMENT_STATUS,
+    CF_CONFIG_SERVERS,
+    CF_EVENTS,
+    CF_DEDUP,
+    CF_META,
+];
+/// The column families that hold views (cleared by a rebuild).
+pub(crate) const VIEW_FAMILIES: [&str; 6] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_SERVICES,
+    CF_MEMBERS,
+    CF_DEPLOYMENT_STATUS,
+    CF_CONFIG_SERVERS,
+];
+const KEY_VERSION: &[u8] = b"views_version";
+const KEY_COUNTS: &[u8] = b"counts";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored row `{what}` is corrupt: {problem}")]
+    Corrupt { what: String, problem: String },
+    #[error(
+        "the views in {path} are of version {found}, this build makes version {expected}: \
+         run `audrey-reporting rebuild --data-dir {path}` to rebuild them from the event log"
+    )]
+    ViewsOutdated {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What happened to each event of a batch, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// New: logged and projected (see the effect).
+    Applied(Effect),
+    /// Seen before (same source and id): changed nothing.
+    Duplicate,
+}
+
+/// The outcome of one synced batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub outcomes: Vec<EventOutcome>,
+}
+
+impl BatchOutcome {
+    pub fn applied(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, EventOutcome::Applied(_)))
+            .count()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, EventOutcome::Duplicate))
+            .count()
+    }
+}
+
+/// The embedded store: views, event log and dedup index.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    /// One batch at a time: a batch reads rows, then writes them.
+    writer: Mutex<()>,
+    /// Whether batches wait for the WAL to reach the disk (always in
+    /// service; tools that rebuild from scratch may skip it and flush).
+    sync: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path`. Refuses views of
+    /// another version with [`StoreError::ViewsOutdated`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let store = Self::open_any_version(path)?;
+        let found = store.views_version()?;
+        if found != VIEWS_VERSION {
+            return Err(StoreError::ViewsOutdated {
+                path: store.path.display().to_string(),
+                found,
+                expected: VIEWS_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Opens without checking the views' version (for `rebuild` and `export`).
+    pub fn open_any_version(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let families = COLUMN_FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let fresh = !path.join("CURRENT").exists();
+        let db = DB::open_cf_descriptors(&options, &path, families)?;
+        let store = Store {
+            db,
+            path,
+            writer: Mutex::new(()),
+            sync: true,
+        };
+        if fresh {
+            store.put_meta(KEY_VERSION, &VIEWS_VERSION)?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The version of the views on disk.
+    pub fn views_version(&self) -> Result<u32, StoreError> {
+        let raw = self.db.get_cf(self.cf(CF_META), KEY_VERSION)?;
+        Ok(match raw {
+            Some(bytes) => decode("views_version", &bytes)?,
+            None => 0,
+        })
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), key, encode(value));
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is opened")
+    }
+
+    /// Applies a batch of events atomically and durably: dedup, log,
+    /// projection, counts, all in one `WriteBatch`, WAL synced before
+    /// returning.
+    pub fn apply_batch(&self, events: &[Event]) -> Result<BatchOutcome, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = Pending::new(self);
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut batch = WriteBatch::default();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        for event in events {
+            let dedup_key = dedup_key(&event.source, &event.id);
+            let duplicate = !seen.insert((&event.source, &event.id))
+                || self.db.get_pinned_cf(self.cf(CF_DEDUP), &dedup_key)?.is_some();
+            if duplicate {
+                outcomes.push(EventOutcome::Duplicate);
+                continue;
+            }
+            let effect = projection::apply(&mut pending, event)?;
+            let log_key = log_key(event);
+            batch.put_cf(self.cf(CF_EVENTS), &log_key, event.to_bytes());
+            batch.put_cf(self.cf(CF_DEDUP), &dedup_key, &log_key);
+            outcomes.push(EventOutcome::Applied(effect));
+        }
+        pending.write_into(&mut batch)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        self.db.write_opt(batch, &options)?;
+        Ok(BatchOutcome { outcomes })
+    }
+
+    /// A consistent, read-only view of the store at this moment.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            store: self,
+            snapshot: self.db.snapshot(),
+        }
+    }
+
+    /// Visits the accepted events in log order (by deployment, then time),
+    /// decoded. Stops early when `visit` returns false.
+    pub fn for_each_logged_event(
+        &self,
+        mut visit: impl FnMut(Event) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(CF_EVENTS), IteratorMode::Start) {
+            let (key, value) = item?;
+            let event = Event::decode(&value, DEFAULT_MAX_EVENT_BYTES).map_err(|e| {
+                StoreError::Corrupt {
+                    what: format!("event {}", hex(&key)),
+                    problem: e.to_string(),
+                }
+            })?;
+            if !visit(event)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many events the log holds (an estimate from RocksDB, for progress).
+    pub fn estimated_logged_events(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(CF_EVENTS), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Flushes memtables to SST files (used before measuring disk use and
+    /// after unsynced bulk work).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in COLUMN_FAMILIES {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of the store: implements [`ViewRead`] for the queries.
+pub struct Reader<'s> {
+    store: &'s Store,
+    snapshot: SnapshotWithThreadMode<'s, DB>,
+}
+
+/// Raw key-value access, from the live DB (for the single writer) or from
+/// a snapshot (for readers).
+trait Raw {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visits keys starting with `prefix`, in order, until `visit` says stop.
+    fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+impl Raw for Store {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Raw for Reader<'_> {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snapshot.get_cf(self.store.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        for item in self
+            .store
+            .db
+            .iterator_cf_opt(self.store.cf(cf), options, mode)
+        {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn get_row<T: DeserializeOwned>(
+    raw: &impl Raw,
+    cf: &str,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    raw.get(cf, key)?
+        .map(|bytes| decode(cf, &bytes))
+        .transpose()
+}
+
+fn read_instance(raw: &impl Raw, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+    let Some(instance) = get_row(raw, CF_INSTANCES, id.as_bytes())? else {
+        return Ok(None);
+    };
+    let mut services = BTreeMap::new();
+    raw.scan(CF_SERVICES, id.as_bytes(), &mut |_, value| {
+        let service: Service = decode(CF_SERVICES, value)?;
+        services.insert(service.name.clone(), service);
+        Ok(true)
+    })?;
+    Ok(Some(InstanceState { instance, services }))
+}
+
+fn read_members(raw: &impl Raw, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
+    let mut members = Vec::new();
+    raw.scan(CF_MEMBERS, id.as_bytes(), &mut |key, _| {
+        members.push(instance_from_key(&key[16..])?);
+        Ok(true)
+    })?;
+    Ok(members)
+}
+
+fn read_config_servers(raw: &impl Raw) -> Result<Vec<ConfigServer>, StoreError> {
+    let mut rows = Vec::new();
+    raw.scan(CF_CONFIG_SERVERS, b"", &mut |_, value| {
+        rows.push(decode(CF_CONFIG_SERVERS, value)?);
+        Ok(true)
+    })?;
+    Ok(rows)
+}
+
+fn read_counts(raw: &impl Raw) -> Result<Counts, StoreError> {
+    Ok(get_row(raw, CF_META, KEY_COUNTS)?.unwrap_or_default())
+}
+
+/// Visits deployments with a status (or all, in uuid order), with their
+/// last progress, without reading tombstones.
+fn scan_deployments(
+    raw: &impl Raw,
+    status: Option<Status>,
+    visit: &mut dyn FnMut(DeploymentId, Option<Timestamp>) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    match status {
+        Some(status) => raw.scan(CF_DEPLOYMENT_STATUS, &[status_byte(status)], &mut |key, value| {
+            let id = deployment_from_key(&key[1..])?;
+            let progress = value
+                .try_into()
+                .ok()
+                .map(|b: [u8; 8]| i64::from_be_bytes(b))
+                .filter(|n| *n != i64::MIN)
+                .map(Timestamp::from_nanos);
+            visit(id, progress)
+        }),
+        None => raw.scan(CF_DEPLOYMENTS, b"", &mut |_, value| {
+            let row: Deployment = decode(CF_DEPLOYMENTS, value)?;
+            if row.deleted.is_some() {
+                return Ok(true);
+            }
+            visit(row.uuid, row.last_progress)
+        }),
+    }
+}
+
+impl ViewRead for Reader<'_> {
+    fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        get_row(self, CF_DEPLOYMENTS, id.as_bytes())
+    }
+    fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        read_instance(self, id)
+    }
+    fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
+        read_members(self, id)
+    }
+    fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError> {
+        get_row(self, CF_CONFIG_SERVERS, source.as_bytes())
+    }
+    fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError> {
+        read_config_servers(self)
+    }
+    fn counts(&self) -> Result<Counts, StoreError> {
+        read_counts(self)
+    }
+}
+
+impl ListDeployments for Reader<'_> {
+    fn deployments_with_status(
+        &self,
+        status: Option<Status>,
+        visit: &mut dyn FnMut(DeploymentId, Option<Timestamp>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        scan_deployments(self, status, visit)
+    }
+}
+
+/// The rows one batch has changed so far, over the committed store. Reads
+/// see the batch's own writes; [`Pending::write_into`] turns them into puts
+/// and deletes, each row once, with the indexes kept in step.
+struct Pending<'s> {
+    store: &'s Store,
+    deployments: HashMap<DeploymentId, Deployment>,
+    /// `None`: deleted in this batch.
+    instances: HashMap<InstanceId, Option<InstanceState>>,
+    config_servers: HashMap<String, ConfigServer>,
+    counts: Option<Counts>,
+}
+
+impl<'s> Pending<'s> {
+    fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            deployments: HashMap::new(),
+            instances: HashMap::new(),
+            config_servers: HashMap::new(),
+            counts: None,
+        }
+    }
+
+    fn write_into(self, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        let store = self.store;
+        for (id, row) in &self.deployments {
+            let before: Option<Deployment> = get_row(store, CF_DEPLOYMENTS, id.as_bytes())?;
+            if let Some(before) = before.filter(|b| b.deleted.is_none()) {
+                batch.delete_cf(store.cf(CF_DEPLOYMENT_STATUS), status_key(before.status(), *id));
+            }
+            if row.deleted.is_none() {
+                let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
+                batch.put_cf(
+                    store.cf(CF_DEPLOYMENT_STATUS),
+                    status_key(row.status(), *id),
+                    progress.to_be_bytes(),
+                );
+            }
+            batch.put_cf(store.cf(CF_DEPLOYMENTS), id.as_bytes(), encode(row));
+        }
+        for (id, state) in &self.instances {
+            let mut stale_services: Vec<Vec<u8>> = Vec::new();
+            store.scan(CF_SERVICES, id.as_bytes(), &mut |key, _| {
+                stale_services.push(key.to_vec());
+                Ok(true)
+            })?;
+            match state {
+                Some(state) => {
+                    let deployment = state.instance.deployment;
+                    batch.put_cf(store.cf(CF_INSTANCES), id.as_bytes(), encode(&state.instance));
+                    batch.put_cf(store.cf(CF_MEMBERS), member_key(deployment, *id), []);
+                    for service in state.services.values() {
+                        let key = service_key(*id, &service.name);
+                        stale_services.retain(|k| *k != key);
+                        batch.put_cf(store.cf(CF_SERVICES), key, encode(service));
+                    }
+                }
+                None => {
+                    if let Some(before) = read_instance(store, *id)? {
+                        batch.delete_cf(
+                            store.cf(CF_MEMBERS),
+                            member_key(before.instance.deployment, *id),
+                        );
+                    }
+                    batch.delete_cf(store.cf(CF_INSTANCES), id.as_bytes());
+                }
+            }
+            for key in stale_services {
+                batch.delete_cf(store.cf(CF_SERVICES), key);
+            }
+        }
+        for (source, row) in &self.config_servers {
+            batch.put_cf(store.cf(CF_CONFIG_SERVERS), source.as_bytes(), encode(row));
+        }
+        if let Some(counts) = &self.counts {
+            batch.put_cf(store.cf(CF_META), KEY_COUNTS, encode(counts));
+        }
+        Ok(())
+    }
+}
+
+impl ViewRead for Pending<'_> {
+    fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        match self.deployments.get(&id) {
+            Some(row) => Ok(Some(row.clone())),
+            None => get_row(self.store, CF_DEPLOYMENTS, id.as_bytes()),
+        }
+    }
+    fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        match self.instances.get(&id) {
+            Some(state) => Ok(state.clone()),
+            None => read_instance(self.store, id),
+        }
+    }
+    fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
+        let mut members: std::collections::BTreeSet<InstanceId> =
+            read_members(self.store, id)?.into_iter().collect();
+        for (instance, state) in &self.instances {
+            match state {
+                Some(s) if s.instance.deployment == id => {
+                    members.insert(*instance);
+                }
+                _ => {
+                    members.remove(instance);
+                }
+            }
+        }
+        Ok(members.into_iter().collect())
+    }
+    fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError> {
+        match self.config_servers.get(source) {
+            Some(row) => Ok(Some(row.clone())),
+            None => get_row(self.store, CF_CONFIG_SERVERS, source.as_bytes()),
+        }
+    }
+    fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError> {
+        let mut rows: BTreeMap<String, ConfigServer> = read_config_servers(self.store)?
+            .into_iter()
+            .map(|r| (r.source.clone(), r))
+            .collect();
+        rows.extend(self.config_servers.clone());
+        Ok(rows.into_values().collect())
+    }
+    fn counts(&self) -> Result<Counts, StoreError> {
+        match self.counts {
+            Some(counts) => Ok(counts),
+            None => read_counts(self.store),
+        }
+    }
+}
+
+impl ViewWrite for Pending<'_> {
+    fn put_deployment(&mut self, row: Deployment) -> Result<(), StoreError> {
+        self.deployments.insert(row.uuid, row);
+        Ok(())
+    }
+    fn put_instance(&mut self, state: InstanceState) -> Result<(), StoreError> {
+        self.instances.insert(state.instance.uuid, Some(state));
+        Ok(())
+    }
+    fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
+        self.instances.insert(id, None);
+        Ok(())
+    }
+    fn put_config_server(&mut self, row: ConfigServer) -> Result<(), StoreError> {
+        self.config_servers.insert(row.source.clone(), row);
+        Ok(())
+    }
+    fn put_counts(&mut self, counts: Counts) -> Result<(), StoreError> {
+        self.counts = Some(counts);
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(row: &T) -> Vec<u8> {
+    serde_json::to_vec(row).expect("view rows always serialise")
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: what.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+fn status_byte(status: Status) -> u8 {
+    status.index() as u8
+}
+
+fn status_key(status: Status, id: DeploymentId) -> Vec<u8> {
+    let mut key = vec![status_byte(status)];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn member_key(deployment: DeploymentId, instance: InstanceId) -> Vec<u8> {
+    [deployment.as_bytes().as_slice(), instance.as_bytes()].concat()
+}
+
+fn service_key(instance: InstanceId, name: &Name) -> Vec<u8> {
+    [instance.as_bytes().as_slice(), name.as_str().as_bytes()].concat()
+}
+
+fn dedup_key(source: &str, id: &str) -> Vec<u8> {
+    [source.as_bytes(), &[0], id.as_bytes()].concat()
+}
+
+/// Orders the log by deployment, then event time: a deployment's history is
+/// one range, and a rebuild replays each deployment's events together.
+pub(crate) fn log_key(event: &Event) -> Vec<u8> {
+    let deployment = event.deployment.map_or([0u8; 16], |d| *d.as_bytes());
+    let time = (event.time.nanos() as u64) ^ (1 << 63);
+    [
+        deployment.as_slice(),
+        &time.to_be_bytes(),
+        &stable_hash(&event.source, &event.id).to_be_bytes(),
+    ]
+    .concat()
+}
+
+fn instance_from_key(bytes: &[u8]) -> Result<InstanceId, StoreError> {
+    bytes
+        .try_into()
+        .map(InstanceId::from_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            what: "instance key".into(),
+            problem: format!("{} bytes", bytes.len()),
+        })
+}
+
+fn deployment_from_key(bytes: &[u8]) -> Result<DeploymentId, StoreError> {
+    bytes
+        .try_into()
+        .map(DeploymentId::from_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            what: "deployment key".into(),
+            problem: format!("{} bytes", bytes.len()),
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Overwrites the stored views version: lets tests play an older build.
+    #[doc(hidden)]
+    pub fn set_views_version_for_tests(&self, version: u32) -> Result<(), StoreError> {
+        self.put_meta(KEY_VERSION, &version)
+    }
+}
