@@ -96,7 +96,9 @@ impl Name {
             return Err("is empty".into());
         }
         if chars > MAX_NAME_CHARS {
-            return Err(format!("is {chars} characters long, more than {MAX_NAME_CHARS}"));
+            return Err(format!(
+                "is {chars} characters long, more than {MAX_NAME_CHARS}"
+            ));
         }
         if let Some(c) = text.chars().find(|c| is_control(*c)) {
             return Err(format!("contains the control character U+{:04X}", c as u32));
@@ -180,7 +182,8 @@ impl Timestamp {
     /// RFC 3339 in UTC with `Z`, with as many fraction digits as needed
     /// (0, 3, 6 or 9).
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 }
 
@@ -278,7 +281,10 @@ mod tests {
         assert_eq!(b.to_rfc3339(), "2026-11-25T14:00:00Z");
         assert_eq!(c.to_rfc3339(), "2026-11-25T14:00:00.123456789Z");
         assert!(Timestamp::parse_rfc3339("25/11/2026 14:00").is_err());
-        assert!(Timestamp::parse_rfc3339("2026-11-25T14:00:00").is_err(), "offset is required");
+        assert!(
+            Timestamp::parse_rfc3339("2026-11-25T14:00:00").is_err(),
+            "offset is required"
+        );
         for lenient in [
             "2026-11-25 14:00:00Z",
             "2026-12-31T23:59:60Z",
@@ -299,7 +305,10 @@ mod tests {
         assert!(Name::parse("a/b").is_err());
         assert!(Name::parse("a\u{1}b").unwrap_err().contains("U+0001"));
         assert!(Name::parse("a\u{7f}b").is_err());
-        assert!(Name::parse("caf\u{e9} \u{85}").is_ok(), "C1 is allowed, as in the schema");
+        assert!(
+            Name::parse("caf\u{e9} \u{85}").is_ok(),
+            "C1 is allowed, as in the schema"
+        );
     }
 
     #[test]
@@ -313,7 +322,9 @@ mod tests {
     #[test]
     fn status_order_is_worst_last() {
         assert_eq!(
-            [Status::Incomplete, Status::Error, Status::Success].iter().max(),
+            [Status::Incomplete, Status::Error, Status::Success]
+                .iter()
+                .max(),
             Some(&Status::Error)
         );
         assert!(Status::Success < Status::Incomplete);

@@ -144,12 +144,17 @@ pub struct Parameter {
 
 /// Where a parameter's value comes from. References cross instances: this
 /// is how one machine waits for another.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ParameterSource {
     /// A literal value: never waits.
     Static,
     /// Provided parameter `parameter` of instance `instance`.
-    ProvidedParameter { instance: InstanceId, parameter: Name },
+    ProvidedParameter {
+        instance: InstanceId,
+        parameter: Name,
+    },
     /// The return code of service `service` on instance `instance`.
     ServiceReturnCode { instance: InstanceId, service: Name },
 }
@@ -159,9 +164,10 @@ impl ParameterSource {
     pub fn reference(&self) -> Option<(InstanceId, Awaited)> {
         match self {
             ParameterSource::Static => None,
-            ParameterSource::ProvidedParameter { instance, parameter } => {
-                Some((*instance, Awaited::Parameter(parameter.clone())))
-            }
+            ParameterSource::ProvidedParameter {
+                instance,
+                parameter,
+            } => Some((*instance, Awaited::Parameter(parameter.clone()))),
             ParameterSource::ServiceReturnCode { instance, service } => {
                 Some((*instance, Awaited::ServiceReturnCode(service.clone())))
             }
@@ -170,7 +176,9 @@ impl ParameterSource {
 }
 
 /// What a reference waits for on its source instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Awaited {
     Parameter(Name),
     ServiceReturnCode(Name),
@@ -248,7 +256,9 @@ impl Event {
     /// Decodes an already parsed JSON value (used by `import`).
     pub fn from_value(value: &Value) -> Result<Event, DecodeError> {
         let Some(envelope) = value.as_object() else {
-            return Err(DecodeError::NotCloudEvent("the body is not a JSON object".into()));
+            return Err(DecodeError::NotCloudEvent(
+                "the body is not a JSON object".into(),
+            ));
         };
         match envelope.get("specversion") {
             None => {
@@ -433,11 +443,11 @@ fn decode_data(
                 .array("services", 0, MAX_LIST_ITEMS)?
                 .into_iter()
                 .map(|(path, v)| {
-                    let service = Obj::of(&v, path)?;
+                    let service = Obj::of(v, path)?;
                     let parameters = service
                         .array("parameters", 0, MAX_LIST_ITEMS)?
                         .into_iter()
-                        .map(|(path, v)| decode_parameter(&Obj::of(&v, path)?))
+                        .map(|(path, v)| decode_parameter(&Obj::of(v, path)?))
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(ServiceConfig {
                         name: service.name("name")?,
@@ -528,10 +538,9 @@ fn check_same_deployment(
     deployment: Option<DeploymentId>,
 ) -> Result<(), DecodeError> {
     if Some(deployment_obj.deployment_id("uuid")?) != deployment {
-        return Err(deployment_obj.invalid(
-            "uuid",
-            "differs from the event's `deployment` attribute",
-        ));
+        return Err(
+            deployment_obj.invalid("uuid", "differs from the event's `deployment` attribute")
+        );
     }
     Ok(())
 }
@@ -693,17 +702,18 @@ impl<'a> Obj<'a> {
 
     /// A list of names; repeats are refused when `unique`, else dropped.
     fn name_list(&self, key: &str, min: usize, unique: bool) -> Result<Vec<Name>, DecodeError> {
-        let names = self
-            .array(key, min, MAX_LIST_ITEMS)?
-            .into_iter()
-            .map(|(path, v)| match v.as_str() {
-                Some(s) => Name::parse(s).map_err(|problem| DecodeError::InvalidField { path, problem }),
-                None => Err(DecodeError::InvalidField {
-                    path,
-                    problem: "must be a string".into(),
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let names =
+            self.array(key, min, MAX_LIST_ITEMS)?
+                .into_iter()
+                .map(|(path, v)| match v.as_str() {
+                    Some(s) => Name::parse(s)
+                        .map_err(|problem| DecodeError::InvalidField { path, problem }),
+                    None => Err(DecodeError::InvalidField {
+                        path,
+                        problem: "must be a string".into(),
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
         let mut seen = std::collections::BTreeSet::new();
         let mut kept = Vec::with_capacity(names.len());
         for name in names {
@@ -760,22 +770,79 @@ mod tests {
     fn errors_say_precisely_what_is_wrong() {
         let cases: Vec<(Value, &str, &str)> = vec![
             (json!([1]), "not_cloudevent", "not a JSON object"),
-            ({ let mut v = contacted(); v["specversion"] = json!("0.3"); v }, "not_cloudevent", "\"0.3\""),
-            ({ let mut v = contacted(); v["type"] = json!("org.aeolusproject.audrey.nope"); v }, "unknown_type", "nope"),
-            ({ let mut v = contacted(); v.as_object_mut().unwrap().remove("time"); v }, "missing_field", "`time`"),
-            ({ let mut v = contacted(); v["data"]["instance"] = json!("xyz"); v }, "invalid_field", "data.instance"),
-            ({ let mut v = contacted(); v.as_object_mut().unwrap().remove("deployment"); v }, "missing_field", "deployment"),
-            ({ let mut v = contacted(); v["data"]["request"] = json!("a\u{7}b"); v }, "invalid_field", "data.request"),
+            (
+                {
+                    let mut v = contacted();
+                    v["specversion"] = json!("0.3");
+                    v
+                },
+                "not_cloudevent",
+                "\"0.3\"",
+            ),
+            (
+                {
+                    let mut v = contacted();
+                    v["type"] = json!("org.aeolusproject.audrey.nope");
+                    v
+                },
+                "unknown_type",
+                "nope",
+            ),
+            (
+                {
+                    let mut v = contacted();
+                    v.as_object_mut().unwrap().remove("time");
+                    v
+                },
+                "missing_field",
+                "`time`",
+            ),
+            (
+                {
+                    let mut v = contacted();
+                    v["data"]["instance"] = json!("xyz");
+                    v
+                },
+                "invalid_field",
+                "data.instance",
+            ),
+            (
+                {
+                    let mut v = contacted();
+                    v.as_object_mut().unwrap().remove("deployment");
+                    v
+                },
+                "missing_field",
+                "deployment",
+            ),
+            (
+                {
+                    let mut v = contacted();
+                    v["data"]["request"] = json!("a\u{7}b");
+                    v
+                },
+                "invalid_field",
+                "data.request",
+            ),
         ];
         for (value, reason, needle) in cases {
             let err = decode(&value).unwrap_err();
             assert_eq!(err.reason(), reason, "{err}");
-            assert!(err.to_string().contains(needle), "`{err}` should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "`{err}` should mention {needle}"
+            );
         }
         let err = Event::decode(b"{not json", 100).unwrap_err();
         assert_eq!(err.reason(), "not_json");
         let err = Event::decode(&[b' '; 101], 100).unwrap_err();
-        assert_eq!(err, DecodeError::TooLarge { size: 101, limit: 100 });
+        assert_eq!(
+            err,
+            DecodeError::TooLarge {
+                size: 101,
+                limit: 100
+            }
+        );
     }
 
     #[test]
@@ -794,16 +861,30 @@ mod tests {
             }
         });
         let err = decode(&v).unwrap_err();
-        assert_eq!(err.to_string(), "missing field `data.services[0].parameters[0].parameter`");
+        assert_eq!(
+            err.to_string(),
+            "missing field `data.services[0].parameters[0].parameter`"
+        );
         v["data"]["services"][0]["parameters"][0]["parameter"] = json!("ipaddress");
         assert!(decode(&v).is_ok());
         v["data"]["deployment"]["uuid"] = json!(INSTANCE);
-        assert!(decode(&v).unwrap_err().to_string().contains("data.deployment.uuid"));
+        assert!(decode(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("data.deployment.uuid"));
     }
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        for body in [&b""[..], b"null", b"1", b"\"x\"", b"{}", b"{\"specversion\":null}", &[0xff, 0xfe]] {
+        for body in [
+            &b""[..],
+            b"null",
+            b"1",
+            b"\"x\"",
+            b"{}",
+            b"{\"specversion\":null}",
+            &[0xff, 0xfe],
+        ] {
             assert!(Event::decode(body, 1000).is_err());
         }
     }

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use crate::event::{Awaited, Event, EventData, InstanceRegistration as RegistrationEvent};
 use crate::model::{
-    ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration,
-    InstanceState, Service, Stamp, Tally,
+    ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, InstanceState,
+    Service, Stamp, Tally,
 };
 use crate::store::StoreError;
 
@@ -329,9 +329,9 @@ impl<V: ViewWrite> Projector<'_, V> {
                     .parameters = Some(config.parameters.clone());
             }
             // A service dropped from the config and never run leaves no trace.
-            state.services.retain(|_, s| {
-                s.is_configured() || s.started.is_some() || s.ended.is_some()
-            });
+            state
+                .services
+                .retain(|_, s| s.is_configured() || s.started.is_some() || s.ended.is_some());
         })?;
 
         let mut by_source: BTreeMap<InstanceId, Vec<(Awaited, i64)>> = BTreeMap::new();
@@ -341,7 +341,11 @@ impl<V: ViewWrite> Projector<'_, V> {
         for (source, changes) in by_source {
             self.update_instance(source, deployment, |state| {
                 for (awaited, n) in changes {
-                    let count = state.instance.dependents.entry(awaited.clone()).or_default();
+                    let count = state
+                        .instance
+                        .dependents
+                        .entry(awaited.clone())
+                        .or_default();
                     *count = (i64::from(*count) + n).max(0) as u32;
                     if *count == 0 {
                         state.instance.dependents.remove(&awaited);
@@ -419,9 +423,14 @@ impl<V: ViewWrite> Projector<'_, V> {
         for id in members {
             self.views.delete_instance(id)?;
         }
+        // A bare tombstone: what it looked like before depends on which
+        // events arrived before the deletion, so none of it is kept.
         let row = self.deployment(deployment)?;
-        row.deleted = Some(row.deleted.map_or(time, |t| t.min(time)));
-        row.tally = Tally::default();
+        let deleted = row.deleted.map_or(time, |t| t.min(time));
+        *row = Deployment {
+            deleted: Some(deleted),
+            ..Deployment::new(deployment)
+        };
         Ok(())
     }
 
@@ -459,8 +468,12 @@ fn contribution(d: &Deployment) -> Counts {
 
 fn add_counts(total: &mut Counts, part: &Counts, sign: i64) {
     for status in Status::ALL {
-        total.deployments.add(status, sign * part.deployments.get(status));
-        total.instances.add(status, sign * part.instances.get(status));
+        total
+            .deployments
+            .add(status, sign * part.deployments.get(status));
+        total
+            .instances
+            .add(status, sign * part.instances.get(status));
         total.services.add(status, sign * part.services.get(status));
     }
     total.unresolved_dependencies += sign * part.unresolved_dependencies;

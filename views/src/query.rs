@@ -276,7 +276,7 @@ pub fn deployment_page(
     let mut seen = 0u64;
     let mut page = Vec::new();
     views.deployments_with_status(status, &mut |id, progress| {
-        if stalled_only && !progress.is_some_and(|p| p < stall_before) {
+        if stalled_only && progress.is_none_or(|p| p >= stall_before) {
             return Ok(true);
         }
         if seen >= offset && (page.len() as u64) < limit {
@@ -351,12 +351,9 @@ pub fn deployment_report(
             .chain(d.registration.as_ref().map(|r| r.stamp.time))
             .max()
     });
-    let completed = d.is_completed().then(|| {
-        members
-            .iter()
-            .filter_map(|s| s.instance.completed)
-            .max()
-    });
+    let completed = d
+        .is_completed()
+        .then(|| members.iter().filter_map(|s| s.instance.completed).max());
 
     let mut sources = SourceCache::new(views);
     let mut unresolved = Vec::new();
@@ -449,7 +446,11 @@ pub fn service_report(
     let Some(state) = views.instance(instance)? else {
         return Ok(None);
     };
-    let Some(service) = state.visible_services().into_iter().find(|s| &s.name == name) else {
+    let Some(service) = state
+        .visible_services()
+        .into_iter()
+        .find(|s| &s.name == name)
+    else {
         return Ok(None);
     };
     service_of(service, &mut SourceCache::new(views)).map(Some)
@@ -529,7 +530,11 @@ impl<'v, V: ViewRead> SourceCache<'v, V> {
                 .as_ref()
                 .is_some_and(|s| s.instance.has_provided(&awaited));
             if !provided {
-                out.push((parameter.name.clone(), source, AwaitedSource::from(&awaited)));
+                out.push((
+                    parameter.name.clone(),
+                    source,
+                    AwaitedSource::from(&awaited),
+                ));
             }
         }
         Ok(out)

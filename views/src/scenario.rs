@@ -86,7 +86,14 @@ impl Default for Shape {
     }
 }
 
-const ASSEMBLIES: [&str; 6] = ["mysql", "wordpress", "haproxy", "memcached", "postfix", "jboss"];
+const ASSEMBLIES: [&str; 6] = [
+    "mysql",
+    "wordpress",
+    "haproxy",
+    "memcached",
+    "postfix",
+    "jboss",
+];
 const PROVIDED: [&str; 2] = ["ipaddress", "hostname"];
 
 /// Publishes events as one config server, with fresh ids.
@@ -121,7 +128,12 @@ impl ConfigServerScript {
     }
 
     /// Heartbeats every `interval_seconds` from `start` to `end`.
-    pub fn heartbeats(&mut self, start: Timestamp, end: Timestamp, interval_seconds: u32) -> Vec<Event> {
+    pub fn heartbeats(
+        &mut self,
+        start: Timestamp,
+        end: Timestamp,
+        interval_seconds: u32,
+    ) -> Vec<Event> {
         let mut out = Vec::new();
         let mut t = start;
         while t <= end {

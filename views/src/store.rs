@@ -62,15 +62,6 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_DEDUP,
     CF_META,
 ];
-/// The column families that hold views (cleared by a rebuild).
-pub(crate) const VIEW_FAMILIES: [&str; 6] = [
-    CF_DEPLOYMENTS,
-    CF_INSTANCES,
-    CF_SERVICES,
-    CF_MEMBERS,
-    CF_DEPLOYMENT_STATUS,
-    CF_CONFIG_SERVERS,
-];
 const KEY_VERSION: &[u8] = b"views_version";
 const KEY_COUNTS: &[u8] = b"counts";
 
@@ -217,7 +208,10 @@ impl Store {
         for event in events {
             let dedup_key = dedup_key(&event.source, &event.id);
             let duplicate = !seen.insert((&event.source, &event.id))
-                || self.db.get_pinned_cf(self.cf(CF_DEDUP), &dedup_key)?.is_some();
+                || self
+                    .db
+                    .get_pinned_cf(self.cf(CF_DEDUP), &dedup_key)?
+                    .is_some();
             if duplicate {
                 outcomes.push(EventOutcome::Duplicate);
                 continue;
@@ -289,6 +283,9 @@ pub struct Reader<'s> {
     snapshot: SnapshotWithThreadMode<'s, DB>,
 }
 
+/// Sees one key and value of a scan; returns whether to go on.
+type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+
 /// Raw key-value access, from the live DB (for the single writer) or from
 /// a snapshot (for readers).
 trait Raw {
@@ -298,7 +295,7 @@ trait Raw {
         &self,
         cf: &str,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+        visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError>;
 }
 
@@ -311,7 +308,7 @@ impl Raw for Store {
         &self,
         cf: &str,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+        visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError> {
         let mode = IteratorMode::From(prefix, Direction::Forward);
         for item in self.db.iterator_cf(self.cf(cf), mode) {
@@ -333,7 +330,7 @@ impl Raw for Reader<'_> {
         &self,
         cf: &str,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+        visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError> {
         let mode = IteratorMode::From(prefix, Direction::Forward);
         let mut options = ReadOptions::default();
@@ -405,16 +402,20 @@ fn scan_deployments(
     visit: &mut dyn FnMut(DeploymentId, Option<Timestamp>) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     match status {
-        Some(status) => raw.scan(CF_DEPLOYMENT_STATUS, &[status_byte(status)], &mut |key, value| {
-            let id = deployment_from_key(&key[1..])?;
-            let progress = value
-                .try_into()
-                .ok()
-                .map(|b: [u8; 8]| i64::from_be_bytes(b))
-                .filter(|n| *n != i64::MIN)
-                .map(Timestamp::from_nanos);
-            visit(id, progress)
-        }),
+        Some(status) => raw.scan(
+            CF_DEPLOYMENT_STATUS,
+            &[status_byte(status)],
+            &mut |key, value| {
+                let id = deployment_from_key(&key[1..])?;
+                let progress = value
+                    .try_into()
+                    .ok()
+                    .map(|b: [u8; 8]| i64::from_be_bytes(b))
+                    .filter(|n| *n != i64::MIN)
+                    .map(Timestamp::from_nanos);
+                visit(id, progress)
+            },
+        ),
         None => raw.scan(CF_DEPLOYMENTS, b"", &mut |_, value| {
             let row: Deployment = decode(CF_DEPLOYMENTS, value)?;
             if row.deleted.is_some() {
@@ -484,7 +485,10 @@ impl<'s> Pending<'s> {
         for (id, row) in &self.deployments {
             let before: Option<Deployment> = get_row(store, CF_DEPLOYMENTS, id.as_bytes())?;
             if let Some(before) = before.filter(|b| b.deleted.is_none()) {
-                batch.delete_cf(store.cf(CF_DEPLOYMENT_STATUS), status_key(before.status(), *id));
+                batch.delete_cf(
+                    store.cf(CF_DEPLOYMENT_STATUS),
+                    status_key(before.status(), *id),
+                );
             }
             if row.deleted.is_none() {
                 let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
@@ -505,7 +509,11 @@ impl<'s> Pending<'s> {
             match state {
                 Some(state) => {
                     let deployment = state.instance.deployment;
-                    batch.put_cf(store.cf(CF_INSTANCES), id.as_bytes(), encode(&state.instance));
+                    batch.put_cf(
+                        store.cf(CF_INSTANCES),
+                        id.as_bytes(),
+                        encode(&state.instance),
+                    );
                     batch.put_cf(store.cf(CF_MEMBERS), member_key(deployment, *id), []);
                     for service in state.services.values() {
                         let key = service_key(*id, &service.name);
@@ -610,12 +618,14 @@ impl ViewWrite for Pending<'_> {
     }
 }
 
+/// Rows are stored in postcard: compact and fast, not self-describing
+/// (a change of row layout bumps [`VIEWS_VERSION`] and needs a rebuild).
 fn encode<T: Serialize>(row: &T) -> Vec<u8> {
-    serde_json::to_vec(row).expect("view rows always serialise")
+    postcard::to_stdvec(row).expect("view rows always serialise")
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         what: what.to_owned(),
         problem: e.to_string(),
     })

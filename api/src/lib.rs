@@ -1,0 +1,120 @@
+//! The HTTP side of audrey-reporting: the Audrey reporting XML (and the
+//! same reports as JSON), health and Prometheus metrics, over warp.
+//!
+//! - [`routes`]: which endpoint a path names (and 400/404 for bad ones).
+//! - [`handler`]: one request end to end: limits, method, token,
+//!   content negotiation, the query on a store snapshot (off the async
+//!   threads), ETag/304, metrics.
+//! - [`xml`]: the XML documents, element names of the original Audrey.
+//! - [`metrics`]: `/metrics`, pipeline counters and view counts.
+//!
+//! It reads the views through `audrey_views::query` and knows nothing of
+//! AMQP: the binary tells it whether the consumer is connected.
+#![forbid(unsafe_code)]
+
+pub mod handler;
+pub mod metrics;
+pub mod routes;
+pub mod xml;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use warp::Filter;
+
+use audrey_views::query::ReportContext;
+use audrey_views::{Store, Timestamp};
+
+pub use metrics::Metrics;
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// An incomplete deployment without progress for this long is stalled.
+    pub stall_after_seconds: f64,
+    /// A config server is down after this many missed heartbeat intervals.
+    pub heartbeat_tolerance: f64,
+    /// When set, `/reports/*` needs `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            stall_after_seconds: 15.0 * 60.0,
+            heartbeat_tolerance: 3.0,
+            api_token: None,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub settings: ApiSettings,
+    /// Set by whoever runs the consumer; readiness needs it.
+    amqp_connected: AtomicBool,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, settings: ApiSettings) -> Self {
+        Self {
+            store,
+            metrics,
+            settings,
+            amqp_connected: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_amqp_connected(&self, connected: bool) {
+        self.amqp_connected.store(connected, Ordering::Relaxed);
+        self.metrics.set_amqp_connected(connected);
+    }
+
+    pub fn amqp_connected(&self) -> bool {
+        self.amqp_connected.load(Ordering::Relaxed)
+    }
+
+    /// "Now" for reports, with the configured thresholds.
+    pub fn report_context(&self) -> ReportContext {
+        ReportContext {
+            now: Timestamp::now(),
+            stall_after_seconds: self.settings.stall_after_seconds,
+            heartbeat_tolerance: self.settings.heartbeat_tolerance,
+        }
+    }
+}
+
+/// Every request goes to [`handler::handle`].
+pub fn routes(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::any().map(move || Arc::clone(&state)))
+        .then(handler::handle)
+}
+
+/// Serves on an already bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Binds `addr` (port 0 for an ephemeral one), for callers that want the
+/// bound address before serving.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

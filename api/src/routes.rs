@@ -1,0 +1,157 @@
+//! Which endpoint a path names. Routing is plain string work here (not a
+//! tower of warp filters) so every path, good or bad, lands in one `match`
+//! and gets the right status and an XML error body.
+
+use audrey_views::{DeploymentId, InstanceId, Name};
+use percent_encoding::percent_decode_str;
+
+/// The endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/reports/deployment/{uuid}` and `/reports/{1|2}/deployment/{uuid}`.
+    Deployment(DeploymentId),
+    /// `/reports/instance/{uuid}` and `/reports/{1|2}/instance/{uuid}`.
+    Instance(InstanceId),
+    /// `/reports/instance/{uuid}/service/{name}`.
+    Service(InstanceId, Name),
+    /// `/reports/deployments?status=&offset=&limit=`.
+    Deployments,
+    /// `/reports/configserver`.
+    ConfigServers,
+    /// `/health`: readiness (503 when not ready), with liveness implied.
+    Health,
+    /// `/metrics`.
+    Metrics,
+}
+
+/// Why a path names no endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NotFound(String),
+    BadRequest(String),
+}
+
+impl Route {
+    /// A low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Deployment(_) => "/reports/deployment/{uuid}",
+            Route::Instance(_) => "/reports/instance/{uuid}",
+            Route::Service(..) => "/reports/instance/{uuid}/service/{name}",
+            Route::Deployments => "/reports/deployments",
+            Route::ConfigServers => "/reports/configserver",
+            Route::Health => "/health",
+            Route::Metrics => "/metrics",
+        }
+    }
+
+    /// Whether the route is a report (behind the optional token).
+    pub fn is_report(&self) -> bool {
+        !matches!(self, Route::Health | Route::Metrics)
+    }
+
+    pub fn parse(path: &str) -> Result<Route, RouteError> {
+        let not_found = || RouteError::NotFound(format!("no such endpoint: {}", shorten(path)));
+        let mut segments: Vec<&str> = path.split('/').skip(1).collect();
+        if segments.last() == Some(&"") && segments.len() > 1 {
+            segments.pop(); // a trailing slash
+        }
+        match segments.as_slice() {
+            ["health"] => Ok(Route::Health),
+            ["metrics"] => Ok(Route::Metrics),
+            ["reports", "deployments"] => Ok(Route::Deployments),
+            ["reports", "configserver"] => Ok(Route::ConfigServers),
+            ["reports", "deployment", id] | ["reports", "1" | "2", "deployment", id] => {
+                Ok(Route::Deployment(deployment_id(id)?))
+            }
+            ["reports", "instance", id] | ["reports", "1" | "2", "instance", id] => {
+                Ok(Route::Instance(instance_id(id)?))
+            }
+            ["reports", "instance", id, "service", name] => {
+                Ok(Route::Service(instance_id(id)?, service_name(name)?))
+            }
+            _ => Err(not_found()),
+        }
+    }
+}
+
+fn decode(segment: &str) -> Result<String, RouteError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| RouteError::BadRequest("the path is not UTF-8 once decoded".into()))
+}
+
+fn deployment_id(segment: &str) -> Result<DeploymentId, RouteError> {
+    DeploymentId::parse(&decode(segment)?)
+        .map_err(|e| RouteError::BadRequest(format!("malformed deployment UUID: {e}")))
+}
+
+fn instance_id(segment: &str) -> Result<InstanceId, RouteError> {
+    InstanceId::parse(&decode(segment)?)
+        .map_err(|e| RouteError::BadRequest(format!("malformed instance UUID: {e}")))
+}
+
+fn service_name(segment: &str) -> Result<Name, RouteError> {
+    Name::parse(&decode(segment)?)
+        .map_err(|e| RouteError::BadRequest(format!("malformed service name: it {e}")))
+}
+
+fn shorten(path: &str) -> String {
+    let mut s: String = path.chars().take(120).collect();
+    if s.len() < path.len() {
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "0b6a4d1e-7c2f-4a8b-9e3d-5f1a2b3c4d5e";
+
+    #[test]
+    fn versioned_and_plain_paths_name_the_same_report() {
+        let plain = Route::parse(&format!("/reports/deployment/{U}")).unwrap();
+        assert_eq!(
+            Route::parse(&format!("/reports/1/deployment/{U}")).unwrap(),
+            plain
+        );
+        assert_eq!(
+            Route::parse(&format!("/reports/2/deployment/{U}/")).unwrap(),
+            plain
+        );
+        assert!(matches!(
+            Route::parse(&format!("/reports/3/deployment/{U}")),
+            Err(RouteError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn service_names_are_percent_decoded_and_checked() {
+        let r = Route::parse(&format!("/reports/instance/{U}/service/my%20svc")).unwrap();
+        assert_eq!(
+            r,
+            Route::Service(
+                InstanceId::parse(U).unwrap(),
+                Name::parse("my svc").unwrap()
+            )
+        );
+        for bad in ["..%2f..%2fetc", "%00", &"x".repeat(300), "%ff"] {
+            let path = format!("/reports/instance/{U}/service/{bad}");
+            assert!(
+                matches!(Route::parse(&path), Err(RouteError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Route::parse("/reports/instance/not-a-uuid"),
+            Err(RouteError::BadRequest(_))
+        ));
+        assert!(matches!(
+            Route::parse(&format!("/reports/instance/{U}/service/../../etc/passwd")),
+            Err(RouteError::NotFound(_))
+        ));
+    }
+}

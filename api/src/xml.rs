@@ -1,0 +1,330 @@
+//! The Audrey reporting XML: one function per document, element and
+//! attribute names of the original config server's reports
+//! (`reference/audrey-config-server.md`), new ones in the same style.
+//! Optional elements are left out while their data is missing. Every
+//! document is described by `schemas/reports.xsd`.
+
+use std::io::Cursor;
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
+
+use audrey_views::query::{
+    AwaitedSource, ConfigServerState, DeploymentPage, DeploymentReport, InstanceReport,
+    ServiceReport,
+};
+use audrey_views::Timestamp;
+
+/// A small writer over quick-xml: attributes and text are escaped by it.
+pub struct Xml {
+    writer: Writer<Cursor<Vec<u8>>>,
+}
+
+impl Xml {
+    pub fn new() -> Self {
+        let mut writer = Writer::new(Cursor::new(Vec::new()));
+        writer
+            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .expect("writing to memory");
+        Self { writer }
+    }
+
+    fn tag<'a>(name: &'a str, attributes: &[(&str, &str)]) -> BytesStart<'a> {
+        let mut tag = BytesStart::new(name);
+        for attribute in attributes {
+            tag.push_attribute(*attribute);
+        }
+        tag
+    }
+
+    pub fn start(&mut self, name: &str, attributes: &[(&str, &str)]) -> &mut Self {
+        self.write(Event::Start(Self::tag(name, attributes)))
+    }
+
+    pub fn end(&mut self, name: &str) -> &mut Self {
+        self.write(Event::End(BytesEnd::new(name)))
+    }
+
+    pub fn empty(&mut self, name: &str, attributes: &[(&str, &str)]) -> &mut Self {
+        self.write(Event::Empty(Self::tag(name, attributes)))
+    }
+
+    /// `<name>text</name>`.
+    pub fn text(&mut self, name: &str, text: &str) -> &mut Self {
+        self.start(name, &[]);
+        self.write(Event::Text(BytesText::new(text)));
+        self.end(name)
+    }
+
+    /// `<name>TIMESTAMP</name>`, only when there is one.
+    pub fn time(&mut self, name: &str, time: Option<Timestamp>) -> &mut Self {
+        if let Some(time) = time {
+            self.text(name, &time.to_rfc3339());
+        }
+        self
+    }
+
+    fn write(&mut self, event: Event<'_>) -> &mut Self {
+        self.writer.write_event(event).expect("writing to memory");
+        self
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let mut bytes = self.writer.into_inner().into_inner();
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+impl Default for Xml {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn source_elements(xml: &mut Xml, source_instance: &str, awaited: &AwaitedSource) {
+    xml.empty("source-assembly", &[("uuid", source_instance)]);
+    match awaited {
+        AwaitedSource::Parameter(p) => xml.empty("return-param-name", &[("name", p.as_str())]),
+        AwaitedSource::Service(s) => xml.empty("service-name", &[("name", s.as_str())]),
+    };
+}
+
+pub fn deployment(report: &DeploymentReport) -> Vec<u8> {
+    let mut xml = Xml::new();
+    let uuid = report.uuid.to_string();
+    let mut attributes = vec![("uuid", uuid.as_str())];
+    if let Some(name) = &report.name {
+        attributes.push(("name", name.as_str()));
+    }
+    attributes.push(("status", report.status.as_str()));
+    attributes.push(("stalled", if report.stalled { "true" } else { "false" }));
+    xml.start("deployment", &attributes);
+    xml.time("registered", report.registered);
+    if !report.missing_instances.is_empty() {
+        xml.start("missing-instances", &[]);
+        for id in &report.missing_instances {
+            xml.empty("instance", &[("uuid", &id.to_string())]);
+        }
+        xml.end("missing-instances");
+    }
+    xml.time("completed", report.completed);
+    xml.time("last-progress", report.last_progress);
+    xml.start("instances", &[]);
+    for i in &report.instances {
+        let uuid = i.uuid.to_string();
+        let mut attributes = vec![("uuid", uuid.as_str())];
+        if let Some(assembly) = &i.assembly {
+            attributes.push(("assembly", assembly.as_str()));
+        }
+        attributes.push(("status", i.status.as_str()));
+        xml.empty("instance", &attributes);
+    }
+    xml.end("instances");
+    if !report.unresolved_dependencies.is_empty() {
+        xml.start("unresolved-dependencies", &[]);
+        for d in &report.unresolved_dependencies {
+            xml.start(
+                "dependency",
+                &[
+                    ("instance", &d.instance.to_string()),
+                    ("service", d.service.as_str()),
+                    ("parameter", d.parameter.as_str()),
+                ],
+            );
+            source_elements(&mut xml, &d.source_instance.to_string(), &d.awaited);
+            xml.end("dependency");
+        }
+        xml.end("unresolved-dependencies");
+    }
+    if !report.config_servers.is_empty() {
+        config_server_list(&mut xml, &report.config_servers);
+    }
+    xml.end("deployment");
+    xml.finish()
+}
+
+fn config_server_list(xml: &mut Xml, servers: &[ConfigServerState]) {
+    xml.start("config-servers", &[]);
+    for s in servers {
+        let interval = s.interval_seconds.map(|i| i.to_string());
+        let mut attributes = vec![("source", s.source.as_str()), ("status", s.status)];
+        if let Some(version) = &s.version {
+            attributes.push(("version", version.as_str()));
+        }
+        if let Some(interval) = &interval {
+            attributes.push(("interval-seconds", interval.as_str()));
+        }
+        match s.last_heartbeat {
+            Some(t) => {
+                xml.start("config-server", &attributes);
+                xml.time("last-heartbeat", Some(t));
+                xml.end("config-server");
+            }
+            None => {
+                xml.empty("config-server", &attributes);
+            }
+        }
+    }
+    xml.end("config-servers");
+}
+
+pub fn config_servers(servers: &[ConfigServerState]) -> Vec<u8> {
+    let mut xml = Xml::new();
+    if servers.is_empty() {
+        xml.empty("config-servers", &[]);
+    } else {
+        config_server_list(&mut xml, servers);
+    }
+    xml.finish()
+}
+
+fn service_element(xml: &mut Xml, s: &ServiceReport, with_instance: bool) {
+    let instance = s.instance.to_string();
+    let mut attributes = vec![("name", s.name.as_str())];
+    if with_instance {
+        attributes.push(("instance", instance.as_str()));
+    }
+    attributes.push(("status", s.status.as_str()));
+    xml.start("service", &attributes);
+    xml.time("configuration-started", s.configuration_started);
+    xml.time("configuration-ended", s.configuration_ended);
+    if let Some(code) = s.completion_status {
+        xml.text("completion-status", &code.to_string());
+    }
+    if !s.unresolved_service_parameters.is_empty() {
+        xml.start("unresolved-service-parameters", &[]);
+        for p in &s.unresolved_service_parameters {
+            xml.start("service-parameter", &[("name", p.name.as_str())]);
+            source_elements(xml, &p.source_instance.to_string(), &p.awaited);
+            xml.end("service-parameter");
+        }
+        xml.end("unresolved-service-parameters");
+    }
+    xml.end("service");
+}
+
+pub fn service(report: &ServiceReport) -> Vec<u8> {
+    let mut xml = Xml::new();
+    service_element(&mut xml, report, true);
+    xml.finish()
+}
+
+pub fn instance(report: &InstanceReport) -> Vec<u8> {
+    let mut xml = Xml::new();
+    let uuid = report.uuid.to_string();
+    let deployment = report.deployment.to_string();
+    let mut attributes = vec![("uuid", uuid.as_str()), ("deployment", deployment.as_str())];
+    if let Some(assembly) = &report.assembly {
+        attributes.push(("assembly", assembly.as_str()));
+    }
+    attributes.push(("status", report.status.as_str()));
+    xml.start("instance", &attributes);
+    xml.time("registered", report.registered);
+    xml.time("first-contacted", report.first_contacted);
+    xml.time("last-contacted", report.last_contacted);
+    xml.time("completed", report.completed);
+    if report.services.is_empty() {
+        xml.empty("services", &[]);
+    } else {
+        xml.start("services", &[]);
+        for s in &report.services {
+            service_element(&mut xml, s, false);
+        }
+        xml.end("services");
+    }
+    if !report.pending_return_parameters.is_empty() {
+        xml.start("pending-return-parameters", &[]);
+        for p in &report.pending_return_parameters {
+            xml.empty("return-parameter", &[("name", p.as_str())]);
+        }
+        xml.end("pending-return-parameters");
+    }
+    xml.end("instance");
+    xml.finish()
+}
+
+/// The deployments list; `status` is the filter as asked (`stalled` too).
+pub fn deployments(page: &DeploymentPage, status: Option<&str>) -> Vec<u8> {
+    let mut xml = Xml::new();
+    let (total, offset, limit) = (
+        page.total.to_string(),
+        page.offset.to_string(),
+        page.limit.to_string(),
+    );
+    let mut attributes = vec![
+        ("total", total.as_str()),
+        ("offset", offset.as_str()),
+        ("limit", limit.as_str()),
+    ];
+    if let Some(status) = status {
+        attributes.push(("status", status));
+    }
+    if page.deployments.is_empty() {
+        xml.empty("deployments", &attributes);
+        return xml.finish();
+    }
+    xml.start("deployments", &attributes);
+    for d in &page.deployments {
+        let uuid = d.uuid.to_string();
+        let mut attributes = vec![("uuid", uuid.as_str())];
+        if let Some(name) = &d.name {
+            attributes.push(("name", name.as_str()));
+        }
+        attributes.push(("status", d.status.as_str()));
+        attributes.push(("stalled", if d.stalled { "true" } else { "false" }));
+        xml.start("deployment", &attributes);
+        xml.time("last-progress", d.last_progress);
+        let c = d.instances;
+        xml.empty(
+            "instance-counts",
+            &[
+                ("total", &c.total.to_string()),
+                ("success", &c.success.to_string()),
+                ("incomplete", &c.incomplete.to_string()),
+                ("error", &c.error.to_string()),
+            ],
+        );
+        xml.empty(
+            "unresolved-dependencies",
+            &[("count", &d.unresolved_dependencies.to_string())],
+        );
+        xml.end("deployment");
+    }
+    xml.end("deployments");
+    xml.finish()
+}
+
+pub fn health(ready: bool, rocksdb_open: bool, amqp_connected: bool) -> Vec<u8> {
+    let mut xml = Xml::new();
+    xml.start(
+        "health",
+        &[("status", if ready { "ready" } else { "not-ready" })],
+    );
+    xml.empty(
+        "rocksdb",
+        &[("status", if rocksdb_open { "open" } else { "closed" })],
+    );
+    xml.empty(
+        "amqp",
+        &[(
+            "status",
+            if amqp_connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+        )],
+    );
+    xml.end("health");
+    xml.finish()
+}
+
+pub fn error(code: u16, message: &str) -> Vec<u8> {
+    let mut xml = Xml::new();
+    xml.start("error", &[]);
+    xml.text("code", &code.to_string());
+    xml.text("message", message);
+    xml.end("error");
+    xml.finish()
+}

@@ -1,0 +1,325 @@
+//! The consume loop: deliveries in, durable views out, then acks.
+//!
+//! Each round takes the first delivery, then every delivery already
+//! buffered (up to `batch_size`): while one batch is being synced to disk
+//! the next one accumulates, so the fsync cost is shared by many events
+//! (group commit). Per round:
+//!
+//! 1. decode every delivery; an invalid one is published to the
+//!    dead-letter exchange with the reason in headers (confirmed), or, if
+//!    that fails, rejected without requeue so the broker dead-letters it;
+//! 2. apply the valid ones to the store in one synced batch, on a blocking
+//!    thread (RocksDB calls block);
+//! 3. acknowledge everything up to the last delivery with one multiple-ack.
+//!
+//! Nothing is acknowledged before its batch is durable, so a crash at any
+//! point only leads to redelivery, which the store's dedup absorbs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use futures_lite::future::poll_once;
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use audrey_views::event::DecodeError;
+use audrey_views::store::EventOutcome;
+use audrey_views::{Event, Store, Timestamp};
+
+use crate::observer::{AppliedBatch, Observer};
+use crate::redact_url;
+use crate::topology::Topology;
+
+/// Header carrying the stable reason label of a dead letter.
+pub const REASON_HEADER: &str = "x-audrey-reason";
+/// Header carrying the full, human-readable error of a dead letter.
+pub const ERROR_HEADER: &str = "x-audrey-error";
+
+/// How the loop connects and batches.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `amqp://` or `amqps://` (TLS) URL, credentials included; never logged
+    /// as is.
+    pub amqp_url: String,
+    pub topology: Topology,
+    /// Unacknowledged deliveries the broker may send ahead: large enough
+    /// that the next batch is buffered while this one is synced.
+    pub prefetch: u16,
+    /// The most deliveries applied in one synced batch.
+    pub batch_size: usize,
+    /// Events larger than this are dead-lettered unread.
+    pub max_event_bytes: usize,
+    /// The longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            topology: Topology::default(),
+            prefetch: 2000,
+            batch_size: 1000,
+            max_event_bytes: audrey_views::event::DEFAULT_MAX_EVENT_BYTES,
+            max_backoff: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Consumes until `shutdown` turns true, reconnecting with exponential
+/// backoff whenever the broker or the connection fails. Returns once the
+/// batch in flight is acknowledged and the connection closed.
+pub async fn run(
+    config: IngestConfig,
+    store: Arc<Store>,
+    observer: Arc<dyn Observer>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let initial = Duration::from_millis(200);
+    let mut backoff = initial;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let mut session = Session {
+            config: &config,
+            store: &store,
+            observer: observer.as_ref(),
+        };
+        match session.run(&mut shutdown, &mut backoff, initial).await {
+            Ok(()) => {
+                observer.connected(false);
+                info!("AMQP consumer stopped");
+                return Ok(());
+            }
+            Err(error) => {
+                observer.connected(false);
+                warn!(error = %format!("{error:#}"), retry_in = ?backoff, "AMQP disconnected; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    }
+}
+
+/// One connection's life.
+struct Session<'a> {
+    config: &'a IngestConfig,
+    store: &'a Arc<Store>,
+    observer: &'a dyn Observer,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: &mut Duration,
+        initial_backoff: Duration,
+    ) -> anyhow::Result<()> {
+        let config = self.config;
+        let connection = Connection::connect(
+            &config.amqp_url,
+            ConnectionProperties::default().with_connection_name("audrey-reporting".into()),
+        )
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&config.amqp_url)))?;
+        let channel = connection.create_channel().await?;
+        config
+            .topology
+            .declare(&channel)
+            .await
+            .context("declaring the topology")?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let dead_letters = connection.create_channel().await?;
+        dead_letters
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                config.topology.queue.as_str().into(),
+                "audrey-reporting".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("starting to consume")?;
+        *backoff = initial_backoff;
+        self.observer.connected(true);
+        info!(
+            url = %redact_url(&config.amqp_url),
+            queue = %config.topology.queue,
+            "AMQP connected; consuming"
+        );
+
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => None,
+                next = consumer.next() => Some(next),
+            };
+            let Some(first) = first else { break };
+            let first = first.ok_or_else(|| anyhow!("the broker cancelled the consumer"))??;
+            let mut deliveries = vec![first];
+            while deliveries.len() < config.batch_size {
+                match poll_once(consumer.next()).await {
+                    Some(Some(delivery)) => deliveries.push(delivery?),
+                    Some(None) | None => break,
+                }
+            }
+            self.process(&channel, &dead_letters, deliveries).await?;
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        // Deliveries prefetched but not processed go back to the queue.
+        let _ = channel.close(200, "shutting down".into()).await;
+        let _ = connection.close(200, "shutting down".into()).await;
+        Ok(())
+    }
+
+    /// Dead-letters the invalid deliveries, applies the valid ones in one
+    /// synced batch, then acknowledges the lot.
+    async fn process(
+        &mut self,
+        channel: &Channel,
+        dead_letters: &Channel,
+        deliveries: Vec<Delivery>,
+    ) -> anyhow::Result<()> {
+        let mut events = Vec::with_capacity(deliveries.len());
+        let mut last_settled_by_ack = None;
+        for delivery in &deliveries {
+            match Event::decode(&delivery.data, self.config.max_event_bytes) {
+                Ok(event) => {
+                    events.push(event);
+                    last_settled_by_ack = Some(delivery.delivery_tag);
+                }
+                Err(error) => {
+                    let rejected = self
+                        .dead_letter(channel, dead_letters, delivery, &error)
+                        .await?;
+                    if !rejected {
+                        last_settled_by_ack = Some(delivery.delivery_tag);
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            let store = Arc::clone(self.store);
+            let started = Instant::now();
+            let (outcome, events) =
+                tokio::task::spawn_blocking(move || (store.apply_batch(&events), events))
+                    .await
+                    .context("the batch writer panicked")?;
+            let outcome = outcome.map_err(|error| {
+                warn!(%error, events = events.len(), "batch failed; it will be redelivered");
+                anyhow!(error)
+            })?;
+            let now = Timestamp::now();
+            let mut batch = AppliedBatch {
+                apply_duration: started.elapsed(),
+                ..AppliedBatch::default()
+            };
+            for (event, outcome) in events.iter().zip(&outcome.outcomes) {
+                match outcome {
+                    EventOutcome::Applied(_) => {
+                        batch.applied_types.push(event.data.short_type());
+                        batch
+                            .lags_seconds
+                            .push((now.nanos() - event.time.nanos()) as f64 / 1e9);
+                    }
+                    EventOutcome::Duplicate => batch.duplicates += 1,
+                }
+            }
+            self.observer.batch_applied(&batch);
+        }
+        if let Some(tag) = last_settled_by_ack {
+            channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .context("acknowledging a batch")?;
+        }
+        Ok(())
+    }
+
+    /// Publishes an invalid delivery to the dead-letter exchange with the
+    /// reason in its headers, confirmed (it is then acknowledged with its
+    /// batch: returns false). If that fails, rejects it without requeue so
+    /// the broker dead-letters it without our headers (returns true).
+    async fn dead_letter(
+        &mut self,
+        channel: &Channel,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        error: &DecodeError,
+    ) -> anyhow::Result<bool> {
+        let reason = error.reason();
+        self.observer.dead_lettered(reason);
+        let message = error.to_string();
+        warn!(
+            reason,
+            error = %message,
+            routing_key = %delivery.routing_key,
+            bytes = delivery.data.len(),
+            "dead-lettered an invalid message"
+        );
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let text = |s: &str| AMQPValue::LongString(s.into());
+        headers.insert(ShortString::from(REASON_HEADER), text(reason));
+        headers.insert(ShortString::from(ERROR_HEADER), text(&message));
+        headers.insert(
+            ShortString::from("x-audrey-original-exchange"),
+            text(delivery.exchange.as_str()),
+        );
+        headers.insert(
+            ShortString::from("x-audrey-original-routing-key"),
+            text(delivery.routing_key.as_str()),
+        );
+        headers.insert(
+            ShortString::from("x-audrey-dead-lettered-at"),
+            text(&Timestamp::now().to_rfc3339()),
+        );
+        let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
+        let published = async {
+            let confirm = dead_letters
+                .basic_publish(
+                    self.config.topology.dead_letter_exchange.as_str().into(),
+                    delivery.routing_key.clone(),
+                    BasicPublishOptions::default(),
+                    &delivery.data,
+                    properties,
+                )
+                .await?
+                .await?;
+            Ok::<bool, lapin::Error>(matches!(confirm, Confirmation::Ack(_)))
+        }
+        .await;
+        match published {
+            Ok(true) => Ok(false),
+            other => {
+                warn!(
+                    ?other,
+                    "could not publish the dead letter; rejecting it instead"
+                );
+                channel
+                    .basic_reject(delivery.delivery_tag, BasicRejectOptions { requeue: false })
+                    .await
+                    .context("rejecting an invalid message")?;
+                Ok(true)
+            }
+        }
+    }
+}

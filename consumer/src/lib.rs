@@ -1,0 +1,50 @@
+//! The AMQP side of audrey-reporting.
+//!
+//! - [`topology`]: the exchanges and queues, declared idempotently on every
+//!   (re)connection.
+//! - [`ingest`]: the consume loop: batches deliveries, decodes them,
+//!   dead-letters what is invalid (with the reason in a header), applies the
+//!   rest to the store in one synced batch, then acknowledges them all at
+//!   once; reconnects with backoff when the broker goes away.
+//! - [`publisher`]: the reference publisher a config server embeds:
+//!   persistent CloudEvents with publisher confirms.
+//! - [`observer`]: how the loop reports what it did (the binary wires it to
+//!   the metrics and health of the API), so this crate knows nothing of HTTP.
+#![forbid(unsafe_code)]
+
+pub mod ingest;
+pub mod observer;
+pub mod publisher;
+pub mod topology;
+
+pub use ingest::{run, IngestConfig};
+pub use observer::{AppliedBatch, Observer};
+pub use publisher::Publisher;
+pub use topology::Topology;
+
+/// An AMQP URL with its password hidden, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            super::redact_url("amqps://audrey:s3cret@mq.example:5671/%2f"),
+            "amqps://audrey:***@mq.example:5671/%2f"
+        );
+        assert_eq!(
+            super::redact_url("amqp://127.0.0.1:5672"),
+            "amqp://127.0.0.1:5672"
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! What the consume loop tells the rest of the service.
+
+use std::time::Duration;
+
+/// One batch made durable.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedBatch {
+    /// The short type (e.g. `instance.contacted`) of each new event.
+    pub applied_types: Vec<&'static str>,
+    /// Redelivered or re-published events that changed nothing.
+    pub duplicates: usize,
+    /// How long the synced write of the batch took.
+    pub apply_duration: Duration,
+    /// For each new event: seconds from its `time` to now (negative when a
+    /// config server's clock runs ahead).
+    pub lags_seconds: Vec<f64>,
+}
+
+/// Receives the loop's reports. Implementations must be cheap: they run on
+/// the consume path.
+pub trait Observer: Send + Sync {
+    fn connected(&self, connected: bool);
+    fn batch_applied(&self, batch: &AppliedBatch);
+    fn dead_lettered(&self, reason: &'static str);
+}
+
+/// An observer that ignores everything (tools, tests).
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn connected(&self, _: bool) {}
+    fn batch_applied(&self, _: &AppliedBatch) {}
+    fn dead_lettered(&self, _: &'static str) {}
+}

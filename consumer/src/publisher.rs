@@ -1,0 +1,143 @@
+//! The reference publisher: what a config server written in Rust embeds to
+//! publish its observations, and what `simulate`, the benchmarks and the
+//! tests use.
+//!
+//! Messages are persistent, `content-type: application/cloudevents+json`,
+//! routing key = the event type, published `mandatory` with publisher
+//! confirms: `publish` returns once the broker has taken responsibility for
+//! the event (or says why it could not).
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use thiserror::Error;
+
+use audrey_views::Event;
+
+use crate::topology::Topology;
+
+/// The content type of a structured-mode CloudEvent.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("AMQP: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error(
+        "no queue is bound for routing key `{0}`: start audrey-reporting (it declares its queue) first"
+    )]
+    Unroutable(String),
+}
+
+/// A confirmed publisher on one channel.
+pub struct Publisher {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+}
+
+impl Publisher {
+    /// Connects, declares the exchange (idempotent) and enables confirms.
+    pub async fn connect(url: &str, topology: &Topology) -> Result<Self, PublishError> {
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("audrey-publisher".into()),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        topology.declare_exchange(&channel).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            connection,
+            channel,
+            exchange: topology.exchange.clone(),
+        })
+    }
+
+    /// Publishes one event and waits for the broker's confirm.
+    pub async fn publish(&self, event: &Event) -> Result<(), PublishError> {
+        self.publish_all(std::slice::from_ref(event)).await
+    }
+
+    /// Publishes events in order, then waits for all their confirms
+    /// (pipelined: one round trip for the lot).
+    pub async fn publish_all(&self, events: &[Event]) -> Result<(), PublishError> {
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let properties = BasicProperties::default()
+                .with_message_id(event.id.as_str().into())
+                .with_type(ShortString::from(event.event_type()));
+            let routing_key = event.event_type();
+            let confirm = self
+                .send(&routing_key, &event.to_bytes(), properties)
+                .await?;
+            confirms.push((routing_key, confirm));
+        }
+        for (routing_key, confirm) in confirms {
+            check(confirm.await?, &routing_key)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes arbitrary bytes (anything, valid or not) with the given
+    /// routing key and extra headers, confirmed. Tools use it to replay
+    /// raw messages; tests use it to send garbage.
+    pub async fn publish_raw(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        headers: FieldTable,
+    ) -> Result<(), PublishError> {
+        let properties = BasicProperties::default().with_headers(headers);
+        let confirm = self.send(routing_key, body, properties).await?;
+        check(confirm.await?, routing_key)
+    }
+
+    async fn send(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<lapin::PublisherConfirm, PublishError> {
+        let properties = properties
+            .with_delivery_mode(2)
+            .with_content_type(CONTENT_TYPE.into());
+        Ok(self
+            .channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await?)
+    }
+
+    /// Closes the channel and connection cleanly.
+    pub async fn close(self) -> Result<(), PublishError> {
+        self.channel.close(200, "done".into()).await?;
+        self.connection.close(200, "done".into()).await?;
+        Ok(())
+    }
+}
+
+fn check(confirmation: Confirmation, routing_key: &str) -> Result<(), PublishError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable(routing_key.into())),
+        Confirmation::Nack(_) => Err(PublishError::Nacked),
+    }
+}
+
+/// A header value for [`Publisher::publish_raw`].
+pub fn header(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}

@@ -1,0 +1,160 @@
+//! The command line. Every option of `serve` has an `AUDREY_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "audrey-reporting",
+    version,
+    about = "Reporting for Audrey config servers: AMQP events in, Audrey XML reports and Prometheus metrics out"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "AUDREY_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume events from RabbitMQ into the views and serve reports and metrics.
+    Serve(ServeArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// Directory of the embedded RocksDB (views, event log, dedup index).
+    #[arg(long, env = "AUDREY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// The broker and its names.
+#[derive(Debug, Args, Clone)]
+pub struct AmqpArgs {
+    /// Broker URL; amqps:// for TLS. The password is never logged.
+    #[arg(
+        long,
+        env = "AUDREY_AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Topic exchange config servers publish to.
+    #[arg(long, env = "AUDREY_EXCHANGE", default_value = "audrey.events")]
+    pub exchange: String,
+    /// This service's queue (a durable quorum queue).
+    #[arg(long, env = "AUDREY_QUEUE", default_value = "audrey.reporting")]
+    pub queue: String,
+    /// Exchange invalid messages are dead-lettered to.
+    #[arg(
+        long,
+        env = "AUDREY_DEAD_LETTER_EXCHANGE",
+        default_value = "audrey.events.dlx"
+    )]
+    pub dead_letter_exchange: String,
+    /// Queue holding dead letters, each with its reason in the `x-audrey-reason` header.
+    #[arg(
+        long,
+        env = "AUDREY_DEAD_LETTER_QUEUE",
+        default_value = "audrey.reporting.dead"
+    )]
+    pub dead_letter_queue: String,
+}
+
+impl AmqpArgs {
+    pub fn topology(&self) -> audrey_consumer::Topology {
+        audrey_consumer::Topology {
+            exchange: self.exchange.clone(),
+            queue: self.queue.clone(),
+            dead_letter_exchange: self.dead_letter_exchange.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "AUDREY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most events applied in one synced RocksDB batch.
+    #[arg(long, env = "AUDREY_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Unacknowledged deliveries the broker may send ahead (AMQP prefetch).
+    #[arg(long, env = "AUDREY_PREFETCH", default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+    /// Larger messages are dead-lettered unread (bytes).
+    #[arg(long, env = "AUDREY_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_event_bytes: usize,
+    /// An incomplete deployment without progress for this long is stalled (e.g. 900s, 15m, 1h).
+    #[arg(long, env = "AUDREY_STALL_AFTER", default_value = "15m", value_parser = parse_duration)]
+    pub stall_after: Duration,
+    /// A config server is down after this many announced heartbeat intervals without one.
+    #[arg(long, env = "AUDREY_HEARTBEAT_TOLERANCE", default_value_t = 3.0)]
+    pub heartbeat_tolerance: f64,
+    /// When set, /reports/* requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+/// `90`, `90s`, `15m`, `2h`, `30d`, or `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        "d" => number * 86_400.0,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! `audrey-reporting`: wires the crates together and reports how each task
+//! ended. Behaviour lives in the crates:
+//!
+//! - `audrey-views` (`views/`): events, projection, RocksDB store, queries;
+//! - `audrey-consumer` (`consumer/`): AMQP ingestion and the publisher;
+//! - `audrey-api` (`api/`): XML/JSON reports, health, metrics.
+//!
+//! Here: [`cli`] (the command line), [`serve`] (the service),
+//! [`logging`].
+#![forbid(unsafe_code)]
+
+mod cli;
+mod logging;
+mod serve;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "stopped");
+            eprintln!("audrey-reporting: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

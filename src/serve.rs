@@ -1,0 +1,112 @@
+//! `serve`: the consumer and the API over one store, until SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::info;
+
+use audrey_api::{ApiSettings, ApiState, Metrics};
+use audrey_consumer::{AppliedBatch, IngestConfig, Observer};
+use audrey_views::Store;
+
+use crate::cli::ServeArgs;
+
+/// Feeds what the consumer does into the API's metrics and readiness.
+struct ConsumerReports(Arc<ApiState>);
+
+impl Observer for ConsumerReports {
+    fn connected(&self, connected: bool) {
+        self.0.set_amqp_connected(connected);
+    }
+
+    fn batch_applied(&self, batch: &AppliedBatch) {
+        let metrics = &self.0.metrics;
+        for t in &batch.applied_types {
+            metrics.event_consumed(t);
+        }
+        metrics.duplicates(batch.duplicates as u64);
+        metrics.batch_applied(batch.apply_duration.as_secs_f64());
+        for lag in &batch.lags_seconds {
+            metrics.lag(*lag);
+        }
+    }
+
+    fn dead_lettered(&self, reason: &'static str) {
+        self.0.metrics.dead_lettered(reason);
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args.data.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await?
+        .with_context(|| format!("opening the store in {}", args.data.data_dir.display()))?;
+    let store = Arc::new(store);
+    let state = Arc::new(ApiState::new(
+        Arc::clone(&store),
+        Arc::new(Metrics::new()),
+        ApiSettings {
+            stall_after_seconds: args.stall_after.as_secs_f64(),
+            heartbeat_tolerance: args.heartbeat_tolerance,
+            api_token: args.api_token.clone(),
+        },
+    ));
+    let listener = audrey_api::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving reports");
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down: finishing the batch in flight");
+        let _ = stop.send(true);
+    });
+
+    let mut api_stopped = stopped.clone();
+    let api = tokio::spawn(audrey_api::serve(
+        listener,
+        Arc::clone(&state),
+        async move {
+            let _ = api_stopped.wait_for(|s| *s).await;
+        },
+    ));
+    let consumer = tokio::spawn(audrey_consumer::run(
+        IngestConfig {
+            amqp_url: args.amqp.amqp_url.clone(),
+            topology: args.amqp.topology(),
+            prefetch: args.prefetch,
+            batch_size: args.batch_size as usize,
+            max_event_bytes: args.max_event_bytes,
+            ..IngestConfig::default()
+        },
+        Arc::clone(&store),
+        Arc::new(ConsumerReports(Arc::clone(&state))),
+        stopped,
+    ));
+
+    let consumed = consumer.await.context("the consumer task panicked")?;
+    api.await.context("the API task panicked")?;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await?
+        .context("flushing the store")?;
+    consumed.context("the consumer failed")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
