@@ -1,0 +1,159 @@
+//! End to end through the real RabbitMQ: events published by the reference
+//! publisher reach the views exactly once, bad ones land in the dead-letter
+//! queue with their reason, and the service stops cleanly on SIGTERM.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use audrey_consumer::ingest::REASON_HEADER;
+use audrey_consumer::publisher::header;
+use audrey_consumer::Publisher;
+use audrey_views::memory::MemoryViews;
+use audrey_views::scenario::Rng;
+use audrey_views::Store;
+use common::*;
+use lapin::options::BasicGetOptions;
+use lapin::types::{AMQPValue, FieldTable};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
+    let rt = runtime();
+    let topology = unique_topology("e2e");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data, &topology, &[]);
+    service.wait_ready(Duration::from_secs(60));
+
+    let in_order = realistic_stream(11, 8, 4);
+    let mut rng = Rng::new(3);
+    let mut published = in_order.clone();
+    let duplicates: Vec<_> = in_order.iter().filter(|_| rng.chance(0.1)).cloned().collect();
+    published.extend(duplicates.iter().cloned());
+    rng.shuffle(&mut published);
+    rt.block_on(async {
+        let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+        for chunk in published.chunks(200) {
+            publisher.publish_all(chunk).await.unwrap();
+        }
+        publisher.close().await.unwrap();
+    });
+
+    let expected_total = published.len() as f64;
+    wait_until(Duration::from_secs(60), "every event to be consumed", || {
+        let m = service.get("/metrics").text();
+        metric_sum(&m, "audrey_events_consumed_total") + metric_sum(&m, "audrey_events_duplicate_total") >= expected_total
+    });
+    let metrics = service.get("/metrics").text();
+    assert_eq!(metric_sum(&metrics, "audrey_events_consumed_total"), in_order.len() as f64);
+    assert_eq!(metric_sum(&metrics, "audrey_events_duplicate_total"), duplicates.len() as f64);
+
+    // What a reader sees over HTTP is valid and says what the projection says.
+    let expected = MemoryViews::from_events(&in_order);
+    let some = expected.deployments.values().find(|d| d.deleted.is_none()).unwrap().uuid;
+    let report = service.get(&format!("/reports/deployment/{some}"));
+    assert_eq!(report.status, 200);
+    assert_xsd_valid(&report.body);
+    assert!(report.text().contains(&format!("uuid=\"{some}\"")));
+
+    assert_eq!(service.stop(), Some(0), "SIGTERM ends the service with 0");
+    let store = Store::open(&data).unwrap();
+    assert_store_matches(&store, &expected);
+    rt.block_on(remove_topology(&topology));
+}
+
+/// One bad message of each kind the contract names, with the reason the
+/// service must give for it.
+fn poison(kind: usize, n: usize) -> (String, Vec<u8>, &'static str) {
+    let valid_envelope = |data: serde_json::Value, t: &str| {
+        serde_json::json!({
+            "specversion": "1.0", "id": format!("bad-{n}"), "source": "/configserver/evil",
+            "type": format!("org.aeolusproject.audrey.{t}"), "time": "2026-11-25T14:00:00Z",
+            "deployment": "3c9e8f2a-5b1d-4c7e-9f10-2a6b8d4e1c53", "data": data
+        })
+    };
+    let rk = "org.aeolusproject.audrey.instance.contacted".to_owned();
+    match kind {
+        0 => (rk, format!("this is not JSON {n} {{").into_bytes(), "not_json"),
+        1 => (rk, serde_json::to_vec(&serde_json::json!({"hello": n})).unwrap(), "not_cloudevent"),
+        2 => (rk, valid_envelope(serde_json::json!({}), "instance.exploded").to_string().into_bytes(), "unknown_type"),
+        3 => (rk, valid_envelope(serde_json::json!({}), "instance.contacted").to_string().into_bytes(), "missing_field"),
+        4 => (rk, valid_envelope(serde_json::json!({"instance": "not-a-uuid"}), "instance.contacted").to_string().into_bytes(), "invalid_field"),
+        _ => (rk, vec![b'x'; 5000], "too_large"),
+    }
+}
+
+#[test]
+fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
+    let rt = runtime();
+    let topology = unique_topology("poison");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data, &topology, &["--max-event-bytes", "4096"]);
+    service.wait_ready(Duration::from_secs(60));
+
+    let valid = realistic_stream(21, 6, 3);
+    let bad_count = 1_200;
+    let mut expected_reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    rt.block_on(async {
+        let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+        let mut valid_iter = valid.iter();
+        for n in 0..bad_count {
+            let (routing_key, body, reason) = poison(n % 6, n);
+            *expected_reasons.entry(reason).or_default() += 1;
+            let mut headers = FieldTable::default();
+            headers.insert("x-test-seq".into(), header(&n.to_string()));
+            publisher.publish_raw(&routing_key, &body, headers).await.unwrap();
+            if let Some(event) = valid_iter.next() {
+                publisher.publish(event).await.unwrap();
+            }
+        }
+        let rest: Vec<_> = valid_iter.cloned().collect();
+        publisher.publish_all(&rest).await.unwrap();
+        publisher.close().await.unwrap();
+    });
+
+    wait_until(Duration::from_secs(90), "every message to be handled", || {
+        let m = service.get("/metrics").text();
+        metric_sum(&m, "audrey_events_consumed_total") >= valid.len() as f64
+            && metric_sum(&m, "audrey_events_dead_lettered_total") >= bad_count as f64
+    });
+    let metrics = service.get("/metrics").text();
+    for (reason, n) in &expected_reasons {
+        let series = format!("audrey_events_dead_lettered_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric_value(&metrics, &series), Some(*n as f64), "{series}");
+    }
+
+    // Every bad message is in the dead-letter queue, with its reason.
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    rt.block_on(async {
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        while let Some(message) = channel
+            .basic_get(topology.dead_letter_queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let headers = message.delivery.properties.headers().clone().unwrap_or_default();
+            let reason = match headers.inner().get(REASON_HEADER) {
+                Some(AMQPValue::LongString(s)) => s.to_string(),
+                other => panic!("dead letter without a reason: {other:?}"),
+            };
+            assert!(headers.inner().contains_key("x-test-seq"), "original headers are kept");
+            *found.entry(reason).or_default() += 1;
+        }
+        let _ = connection.close(200, "done".into()).await;
+    });
+    let expected: BTreeMap<String, usize> = expected_reasons.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(found, expected);
+
+    assert_eq!(service.stop(), Some(0));
+    let store = Store::open(&data).unwrap();
+    assert_store_matches(&store, &MemoryViews::from_events(&valid));
+    rt.block_on(remove_topology(&topology));
+}
