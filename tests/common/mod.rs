@@ -262,3 +262,35 @@ pub fn realistic_stream(seed: u64, deployments: usize, instances: usize) -> Vec<
     events.sort_by_key(|e| e.time);
     events
 }
+
+/// Messages ready in a queue (not counting those delivered and unacked).
+pub async fn ready_messages(queue: &str) -> u32 {
+    use lapin::options::QueueDeclareOptions;
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    declared.message_count()
+}
+
+/// Runs the service until its queue is drained and stops it cleanly; if
+/// stopping handed prefetched messages back, runs it again.
+pub fn drain_and_stop(rt: &tokio::runtime::Runtime, data: &Path, topology: &Topology) {
+    for _ in 0..5 {
+        let service = Service::start(data, topology, &[]);
+        service.wait_ready(Duration::from_secs(60));
+        let mut empty_polls = 0;
+        wait_until(Duration::from_secs(120), "the queue to drain", || {
+            empty_polls = if rt.block_on(ready_messages(&topology.queue)) == 0 { empty_polls + 1 } else { 0 };
+            empty_polls >= 10
+        });
+        assert_eq!(service.stop(), Some(0));
+        if rt.block_on(ready_messages(&topology.queue)) == 0 {
+            return;
+        }
+    }
+    panic!("the queue never drained");
+}
