@@ -197,6 +197,7 @@ pub struct DeploymentSummary {
     pub stalled: bool,
     #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
     pub last_progress: Option<Timestamp>,
+    #[serde(rename = "instance_counts")]
     pub instances: InstanceCounts,
     pub unresolved_dependencies: i64,
 }

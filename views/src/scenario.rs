@@ -344,6 +344,168 @@ impl ConfigServerScript {
     }
 }
 
+/// Hand-written scenarios, event by event, in the words of the reports:
+/// what the named tests (and the API's lifecycle test) are written with.
+/// Times are seconds after 2026-11-25T14:00:00Z.
+pub mod script {
+    use crate::domain::{DeploymentId, InstanceId, Name, Timestamp};
+    use crate::event::{
+        Event, EventData, InstanceRegistration, Parameter, ParameterSource, ServiceConfig,
+    };
+
+    fn instance(s: &str) -> InstanceId {
+        InstanceId::parse(s).expect("an instance UUID")
+    }
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("a valid name")
+    }
+
+    /// The wordpress + mysql deployment of the original Audrey.
+    pub const BLOG: &str = "3c9e8f2a-5b1d-4c7e-9f10-2a6b8d4e1c53";
+    pub const MYSQL: &str = "0b6a4d1e-7c2f-4a8b-9e3d-5f1a2b3c4d5e";
+    pub const WORDPRESS: &str = "9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+    /// 2026-11-25T14:00:00Z plus `seconds`.
+    pub fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_795_615_200 + seconds)
+    }
+
+    /// One config server publishing for one deployment.
+    pub struct Cs {
+        pub source: String,
+        pub deployment: DeploymentId,
+        next_id: u64,
+    }
+
+    impl Cs {
+        pub fn new(deployment: &str) -> Self {
+            Self {
+                source: "/configserver/cs-01".into(),
+                deployment: DeploymentId::parse(deployment).expect("a deployment UUID"),
+                next_id: 0,
+            }
+        }
+
+        pub fn event(&mut self, t: i64, data: EventData) -> Event {
+            self.next_id += 1;
+            Event {
+                id: format!("event-{}", self.next_id),
+                source: self.source.clone(),
+                time: at(t),
+                deployment: Some(self.deployment),
+                data,
+            }
+        }
+
+        pub fn register(
+            &mut self,
+            t: i64,
+            uuid: &str,
+            assembly: &str,
+            provided: &[&str],
+            services: Vec<ServiceConfig>,
+        ) -> Event {
+            self.event(
+                t,
+                EventData::InstanceRegistered(InstanceRegistration {
+                    deployment_name: name("blog"),
+                    instance: instance(uuid),
+                    assembly: name(assembly),
+                    provided_parameters: provided.iter().map(|p| name(p)).collect(),
+                    services,
+                }),
+            )
+        }
+
+        pub fn register_deployment(&mut self, t: i64, instances: &[&str]) -> Event {
+            self.event(
+                t,
+                EventData::DeploymentRegistered {
+                    name: name("blog"),
+                    instances: instances.iter().map(|i| instance(i)).collect(),
+                },
+            )
+        }
+
+        pub fn contacted(&mut self, t: i64, uuid: &str) -> Event {
+            self.event(
+                t,
+                EventData::InstanceContacted {
+                    instance: instance(uuid),
+                    request: Some("GET /configs".into()),
+                },
+            )
+        }
+
+        pub fn started(&mut self, t: i64, uuid: &str, service: &str) -> Event {
+            self.event(
+                t,
+                EventData::ConfigurationStarted {
+                    instance: instance(uuid),
+                    service: name(service),
+                },
+            )
+        }
+
+        pub fn ended(&mut self, t: i64, uuid: &str, service: &str, code: i32) -> Event {
+            self.event(
+                t,
+                EventData::ConfigurationEnded {
+                    instance: instance(uuid),
+                    service: name(service),
+                    return_code: code,
+                },
+            )
+        }
+
+        pub fn provided(&mut self, t: i64, uuid: &str, parameters: &[&str]) -> Event {
+            self.event(
+                t,
+                EventData::ParametersProvided {
+                    instance: instance(uuid),
+                    parameters: parameters.iter().map(|p| name(p)).collect(),
+                },
+            )
+        }
+
+        pub fn deleted(&mut self, t: i64) -> Event {
+            self.event(t, EventData::DeploymentDeleted)
+        }
+    }
+
+    pub fn service(service_name: &str, parameters: Vec<Parameter>) -> ServiceConfig {
+        ServiceConfig {
+            name: name(service_name),
+            parameters,
+        }
+    }
+    pub fn static_param(n: &str) -> Parameter {
+        Parameter {
+            name: name(n),
+            source: ParameterSource::Static,
+        }
+    }
+    pub fn param_ref(n: &str, source: &str, parameter: &str) -> Parameter {
+        Parameter {
+            name: name(n),
+            source: ParameterSource::ProvidedParameter {
+                instance: instance(source),
+                parameter: name(parameter),
+            },
+        }
+    }
+    pub fn service_ref(n: &str, source: &str, service: &str) -> Parameter {
+        Parameter {
+            name: name(n),
+            source: ParameterSource::ServiceReturnCode {
+                instance: instance(source),
+                service: name(service),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use audrey_views::memory::MemoryViews;
 use audrey_views::projection::Effect;
 use audrey_views::query::{self, AwaitedSource, DeploymentFilter, ReportContext};
