@@ -36,6 +36,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Consume events from RabbitMQ into the views and serve reports and metrics.
     Serve(ServeArgs),
+    /// Recompute every view from the event log (after an upgrade changed the projection).
+    Rebuild(DataArgs),
+    /// Write the accepted event log as JSON Lines, one CloudEvent per line.
+    Export(ExportArgs),
+    /// Read JSON Lines of CloudEvents into a data directory (decoded, deduplicated, projected as live events).
+    Import(ImportArgs),
 }
 
 /// Where the data lives.
@@ -117,6 +123,42 @@ pub struct ServeArgs {
     /// When set, /reports/* requires `Authorization: Bearer <token>`.
     #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// The event log of deployments completed longer ago than this is pruned (their views stay).
+    #[arg(long, env = "AUDREY_RETAIN_COMPLETED", default_value = "30d", value_parser = parse_duration)]
+    pub retain_completed: Duration,
+    /// How often the retention task runs.
+    #[arg(long, env = "AUDREY_PRUNE_EVERY", default_value = "10m", value_parser = parse_duration)]
+    pub prune_every: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// File to write; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// What to do with a line that is not a valid event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnInvalid {
+    /// Report it (with its line number) and import the rest.
+    Skip,
+    /// Report every invalid line and import nothing.
+    Refuse,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// JSON Lines file to read; `-` for standard input.
+    #[arg(long, short, default_value = "-")]
+    pub input: PathBuf,
+    /// What to do with invalid lines.
+    #[arg(long, value_enum, default_value = "refuse")]
+    pub on_invalid: OnInvalid,
 }
 
 /// `90`, `90s`, `15m`, `2h`, `30d`, or `250ms`.

@@ -5,13 +5,14 @@
 //! - `audrey-consumer` (`consumer/`): AMQP ingestion and the publisher;
 //! - `audrey-api` (`api/`): XML/JSON reports, health, metrics.
 //!
-//! Here: [`cli`] (the command line), [`serve`] (the service),
-//! [`logging`].
+//! Here: [`cli`] (the command line), [`serve`] (the service), [`tools`]
+//! (rebuild, export, import), [`logging`].
 #![forbid(unsafe_code)]
 
 mod cli;
 mod logging;
 mod serve;
+mod tools;
 
 use clap::Parser;
 
@@ -27,11 +28,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-        }
-    });
+    let outcome = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Rebuild(args) => tools::rebuild(&args),
+        Command::Export(args) => tools::export(&args),
+        Command::Import(args) => tools::import(&args),
+    };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

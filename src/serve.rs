@@ -65,6 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let mut api_stopped = stopped.clone();
+    let stop_watch = stopped.clone();
     let api = tokio::spawn(audrey_api::serve(
         listener,
         Arc::clone(&state),
@@ -86,8 +87,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stopped,
     ));
 
+    let retention = tokio::spawn(prune_periodically(
+        Arc::clone(&store),
+        args.retain_completed,
+        args.prune_every,
+        stop_watch,
+    ));
+
     let consumed = consumer.await.context("the consumer task panicked")?;
     api.await.context("the API task panicked")?;
+    retention.await.context("the retention task panicked")?;
     tokio::task::spawn_blocking(move || store.flush())
         .await?
         .context("flushing the store")?;
@@ -107,6 +116,35 @@ async fn wait_for_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Retention: every `every`, prunes the event log of deleted deployments
+/// and of those completed longer than `retain` ago (see `Store::prune`).
+async fn prune_periodically(
+    store: Arc<Store>,
+    retain: std::time::Duration,
+    every: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let store = Arc::clone(&store);
+        let now = audrey_views::Timestamp::now();
+        let pass = tokio::task::spawn_blocking(move || store.prune(now, retain.as_secs_f64())).await;
+        match pass {
+            Ok(Ok(pruned)) if pruned.events > 0 => info!(
+                deployments = pruned.deployments,
+                events = pruned.events,
+                "pruned the event log"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "pruning the event log failed"),
+            Err(error) => tracing::warn!(%error, "the retention task panicked"),
         }
     }
 }

@@ -467,3 +467,30 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
         metrics.text()
     );
 }
+
+#[test]
+fn history_lists_an_entitys_accepted_events_in_time_order() {
+    let api = Api::start(ApiSettings::default());
+    let mut cs = Cs::new(BLOG);
+    let mut events = blog(&mut cs);
+    events.push(cs.contacted(30, MYSQL));
+    events.push(cs.ended(40, MYSQL, "mysql", 3));
+    events.reverse();
+    api.apply(&events);
+    let all = api.xml(&format!("/reports/deployment/{BLOG}/events"), 200);
+    assert!(all.contains(&format!("<events total=\"5\" offset=\"0\" limit=\"100\" deployment=\"{BLOG}\">")), "{all}");
+    let order: Vec<usize> = ["instance.registered", "deployment.registered", "instance.contacted", "configuration_ended"]
+        .iter()
+        .map(|t| all.find(t).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "time order: {all}");
+    let mysql = api.xml(&format!("/reports/instance/{MYSQL}/events?offset=1&limit=1"), 200);
+    assert!(mysql.contains(&format!("<events total=\"3\" offset=\"1\" limit=\"1\" deployment=\"{BLOG}\" instance=\"{MYSQL}\">")), "{mysql}");
+    assert!(mysql.contains("type=\"org.aeolusproject.audrey.instance.contacted\" time=\"2026-11-25T14:00:30Z\""), "{mysql}");
+    let json = get(api.port, &format!("/reports/instance/{MYSQL}/events"), &[("Accept", "application/json")]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(v["events"][2]["data"]["return_code"], 3);
+    assert_eq!(v["events"][2]["service"], "mysql");
+    api.xml("/reports/deployment/3c9e8f2a-5b1d-4c7e-9f10-000000000000/events", 404);
+    api.xml(&format!("/reports/deployment/{BLOG}/events?status=error"), 400);
+}

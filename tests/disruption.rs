@@ -19,7 +19,10 @@ use common::*;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -30,7 +33,11 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let events = realistic_stream(31, 450, 5);
-    assert!(events.len() >= 20_000, "tens of thousands of events: {}", events.len());
+    assert!(
+        events.len() >= 20_000,
+        "tens of thousands of events: {}",
+        events.len()
+    );
 
     // The first start declares the queue the publisher routes to.
     let mut service = Service::start(&data, &topology, &["--batch-size", "200"]);
@@ -53,7 +60,10 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
     let mut rng = Rng::new(7);
     for kill in 1..=3 {
         std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
-        let consumed = metric_sum(&service.get("/metrics").text(), "audrey_events_consumed_total");
+        let consumed = metric_sum(
+            &service.get("/metrics").text(),
+            "audrey_events_consumed_total",
+        );
         service.kill();
         eprintln!("SIGKILL {kill} after {consumed} events applied by that process");
         service = Service::start(&data, &topology, &["--batch-size", "200"]);
@@ -69,7 +79,10 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl runs");
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
     assert!(status.success(), "rabbitmqctl {args:?}");
 }
 
@@ -93,14 +106,22 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
 
     rabbitmqctl(&["stop_app"]);
     let restarted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(Duration::from_secs(30), "/health to report AMQP down", || {
-            let health = service.get("/health");
-            health.status == 503 && health.text().contains("disconnected")
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "/health to report AMQP down",
+            || {
+                let health = service.get("/health");
+                health.status == 503 && health.text().contains("disconnected")
+            },
+        );
         // Reports are still served from RocksDB.
         let deployment = first.iter().find_map(|e| e.deployment).unwrap();
         let report = service.get(&format!("/reports/deployment/{deployment}"));
-        assert!(report.status == 200 || report.status == 404, "{}", report.status);
+        assert!(
+            report.status == 200 || report.status == 404,
+            "{}",
+            report.status
+        );
         let metrics = service.get("/metrics").text();
         assert_eq!(metric_sum(&metrics, "audrey_amqp_connected"), 0.0);
     }));
@@ -111,7 +132,9 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
     }
 
     service.wait_ready(Duration::from_secs(90));
-    assert!(service.log_text().contains("AMQP disconnected; reconnecting"));
+    assert!(service
+        .log_text()
+        .contains("AMQP disconnected; reconnecting"));
     rt.block_on(async {
         let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
         publisher.publish_all(second).await.unwrap();
@@ -120,7 +143,11 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
     let port = service.port;
     let mut empty_polls = 0;
     wait_until(Duration::from_secs(120), "the queue to drain", || {
-        empty_polls = if rt.block_on(ready_messages(&topology.queue)) == 0 { empty_polls + 1 } else { 0 };
+        empty_polls = if rt.block_on(ready_messages(&topology.queue)) == 0 {
+            empty_polls + 1
+        } else {
+            0
+        };
         empty_polls >= 10 && get(port, "/health", &[]).is_some_and(|r| r.status == 200)
     });
     assert_eq!(service.stop(), Some(0));

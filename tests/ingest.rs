@@ -18,7 +18,10 @@ use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -33,7 +36,11 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     let in_order = realistic_stream(11, 8, 4);
     let mut rng = Rng::new(3);
     let mut published = in_order.clone();
-    let duplicates: Vec<_> = in_order.iter().filter(|_| rng.chance(0.1)).cloned().collect();
+    let duplicates: Vec<_> = in_order
+        .iter()
+        .filter(|_| rng.chance(0.1))
+        .cloned()
+        .collect();
     published.extend(duplicates.iter().cloned());
     rng.shuffle(&mut published);
     rt.block_on(async {
@@ -45,17 +52,34 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     });
 
     let expected_total = published.len() as f64;
-    wait_until(Duration::from_secs(60), "every event to be consumed", || {
-        let m = service.get("/metrics").text();
-        metric_sum(&m, "audrey_events_consumed_total") + metric_sum(&m, "audrey_events_duplicate_total") >= expected_total
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "every event to be consumed",
+        || {
+            let m = service.get("/metrics").text();
+            metric_sum(&m, "audrey_events_consumed_total")
+                + metric_sum(&m, "audrey_events_duplicate_total")
+                >= expected_total
+        },
+    );
     let metrics = service.get("/metrics").text();
-    assert_eq!(metric_sum(&metrics, "audrey_events_consumed_total"), in_order.len() as f64);
-    assert_eq!(metric_sum(&metrics, "audrey_events_duplicate_total"), duplicates.len() as f64);
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_consumed_total"),
+        in_order.len() as f64
+    );
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_duplicate_total"),
+        duplicates.len() as f64
+    );
 
     // What a reader sees over HTTP is valid and says what the projection says.
     let expected = MemoryViews::from_events(&in_order);
-    let some = expected.deployments.values().find(|d| d.deleted.is_none()).unwrap().uuid;
+    let some = expected
+        .deployments
+        .values()
+        .find(|d| d.deleted.is_none())
+        .unwrap()
+        .uuid;
     let report = service.get(&format!("/reports/deployment/{some}"));
     assert_eq!(report.status, 200);
     assert_xsd_valid(&report.body);
@@ -79,11 +103,40 @@ fn poison(kind: usize, n: usize) -> (String, Vec<u8>, &'static str) {
     };
     let rk = "org.aeolusproject.audrey.instance.contacted".to_owned();
     match kind {
-        0 => (rk, format!("this is not JSON {n} {{").into_bytes(), "not_json"),
-        1 => (rk, serde_json::to_vec(&serde_json::json!({"hello": n})).unwrap(), "not_cloudevent"),
-        2 => (rk, valid_envelope(serde_json::json!({}), "instance.exploded").to_string().into_bytes(), "unknown_type"),
-        3 => (rk, valid_envelope(serde_json::json!({}), "instance.contacted").to_string().into_bytes(), "missing_field"),
-        4 => (rk, valid_envelope(serde_json::json!({"instance": "not-a-uuid"}), "instance.contacted").to_string().into_bytes(), "invalid_field"),
+        0 => (
+            rk,
+            format!("this is not JSON {n} {{").into_bytes(),
+            "not_json",
+        ),
+        1 => (
+            rk,
+            serde_json::to_vec(&serde_json::json!({"hello": n})).unwrap(),
+            "not_cloudevent",
+        ),
+        2 => (
+            rk,
+            valid_envelope(serde_json::json!({}), "instance.exploded")
+                .to_string()
+                .into_bytes(),
+            "unknown_type",
+        ),
+        3 => (
+            rk,
+            valid_envelope(serde_json::json!({}), "instance.contacted")
+                .to_string()
+                .into_bytes(),
+            "missing_field",
+        ),
+        4 => (
+            rk,
+            valid_envelope(
+                serde_json::json!({"instance": "not-a-uuid"}),
+                "instance.contacted",
+            )
+            .to_string()
+            .into_bytes(),
+            "invalid_field",
+        ),
         _ => (rk, vec![b'x'; 5000], "too_large"),
     }
 }
@@ -108,7 +161,10 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
             *expected_reasons.entry(reason).or_default() += 1;
             let mut headers = FieldTable::default();
             headers.insert("x-test-seq".into(), header(&n.to_string()));
-            publisher.publish_raw(&routing_key, &body, headers).await.unwrap();
+            publisher
+                .publish_raw(&routing_key, &body, headers)
+                .await
+                .unwrap();
             if let Some(event) = valid_iter.next() {
                 publisher.publish(event).await.unwrap();
             }
@@ -118,11 +174,15 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
         publisher.close().await.unwrap();
     });
 
-    wait_until(Duration::from_secs(90), "every message to be handled", || {
-        let m = service.get("/metrics").text();
-        metric_sum(&m, "audrey_events_consumed_total") >= valid.len() as f64
-            && metric_sum(&m, "audrey_events_dead_lettered_total") >= bad_count as f64
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "every message to be handled",
+        || {
+            let m = service.get("/metrics").text();
+            metric_sum(&m, "audrey_events_consumed_total") >= valid.len() as f64
+                && metric_sum(&m, "audrey_events_dead_lettered_total") >= bad_count as f64
+        },
+    );
     let metrics = service.get("/metrics").text();
     for (reason, n) in &expected_reasons {
         let series = format!("audrey_events_dead_lettered_total{{reason=\"{reason}\"}}");
@@ -132,24 +192,40 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
     // Every bad message is in the dead-letter queue, with its reason.
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
     rt.block_on(async {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+            .await
+            .unwrap();
         let channel = connection.create_channel().await.unwrap();
         while let Some(message) = channel
-            .basic_get(topology.dead_letter_queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .basic_get(
+                topology.dead_letter_queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
             .await
             .unwrap()
         {
-            let headers = message.delivery.properties.headers().clone().unwrap_or_default();
+            let headers = message
+                .delivery
+                .properties
+                .headers()
+                .clone()
+                .unwrap_or_default();
             let reason = match headers.inner().get(REASON_HEADER) {
                 Some(AMQPValue::LongString(s)) => s.to_string(),
                 other => panic!("dead letter without a reason: {other:?}"),
             };
-            assert!(headers.inner().contains_key("x-test-seq"), "original headers are kept");
+            assert!(
+                headers.inner().contains_key("x-test-seq"),
+                "original headers are kept"
+            );
             *found.entry(reason).or_default() += 1;
         }
         let _ = connection.close(200, "done".into()).await;
     });
-    let expected: BTreeMap<String, usize> = expected_reasons.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let expected: BTreeMap<String, usize> = expected_reasons
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
     assert_eq!(found, expected);
 
     assert_eq!(service.stop(), Some(0));

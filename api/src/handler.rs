@@ -196,6 +196,25 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
             Ok(report(xml::service(&r), &r))
         }
+        Route::DeploymentEvents(id) => {
+            let known = store.reader().deployment_exists(*id)?;
+            if !known {
+                return Err(not_found(format!("no deployment {id}")));
+            }
+            let (offset, limit) = paging(query)?;
+            let page = store.history(*id, None, offset, limit)?;
+            let json = history_json(&page, *id, None, offset, limit);
+            Ok(report(xml::events(&json), &json))
+        }
+        Route::InstanceEvents(id) => {
+            let deployment = query::instance_report(&store.reader(), *id)?
+                .ok_or_else(|| not_found(format!("no instance {id}")))?
+                .deployment;
+            let (offset, limit) = paging(query)?;
+            let page = store.history(deployment, Some(*id), offset, limit)?;
+            let json = history_json(&page, deployment, Some(*id), offset, limit);
+            Ok(report(xml::events(&json), &json))
+        }
         Route::ConfigServers => {
             let servers = query::config_servers(&store.reader(), &ctx)?;
             #[derive(Serialize)]
@@ -279,6 +298,32 @@ mod erased {
             serde_json::to_vec(self).expect("reports always serialise")
         }
     }
+}
+
+fn history_json(
+    page: &audrey_views::log::HistoryPage,
+    deployment: audrey_views::DeploymentId,
+    instance: Option<audrey_views::InstanceId>,
+    offset: u64,
+    limit: u64,
+) -> xml::HistoryJson<'_> {
+    xml::HistoryJson {
+        total: page.total,
+        offset,
+        limit,
+        deployment,
+        instance,
+        events: page.events.iter().map(xml::HistoryEvent::of).collect(),
+    }
+}
+
+/// `offset` and `limit` (1 to [`MAX_PAGE`], default 100), nothing else.
+fn paging(query: &str) -> Result<(u64, u64), ApiError> {
+    let params = ListParams::parse(query)?;
+    if params.status.is_some() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown query parameter `status`"));
+    }
+    Ok((params.offset, params.limit))
 }
 
 struct ListParams {

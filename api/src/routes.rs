@@ -14,6 +14,10 @@ pub enum Route {
     Instance(InstanceId),
     /// `/reports/instance/{uuid}/service/{name}`.
     Service(InstanceId, Name),
+    /// `/reports/deployment/{uuid}/events?offset=&limit=`: its history.
+    DeploymentEvents(DeploymentId),
+    /// `/reports/instance/{uuid}/events?offset=&limit=`: its history.
+    InstanceEvents(InstanceId),
     /// `/reports/deployments?status=&offset=&limit=`.
     Deployments,
     /// `/reports/configserver`.
@@ -38,6 +42,8 @@ impl Route {
             Route::Deployment(_) => "/reports/deployment/{uuid}",
             Route::Instance(_) => "/reports/instance/{uuid}",
             Route::Service(..) => "/reports/instance/{uuid}/service/{name}",
+            Route::DeploymentEvents(_) => "/reports/deployment/{uuid}/events",
+            Route::InstanceEvents(_) => "/reports/instance/{uuid}/events",
             Route::Deployments => "/reports/deployments",
             Route::ConfigServers => "/reports/configserver",
             Route::Health => "/health",
@@ -67,6 +73,10 @@ impl Route {
             ["reports", "instance", id] | ["reports", "1" | "2", "instance", id] => {
                 Ok(Route::Instance(instance_id(id)?))
             }
+            ["reports", "deployment", id, "events"] => {
+                Ok(Route::DeploymentEvents(deployment_id(id)?))
+            }
+            ["reports", "instance", id, "events"] => Ok(Route::InstanceEvents(instance_id(id)?)),
             ["reports", "instance", id, "service", name] => {
                 Ok(Route::Service(instance_id(id)?, service_name(name)?))
             }

@@ -295,6 +295,97 @@ pub fn deployments(page: &DeploymentPage, status: Option<&str>) -> Vec<u8> {
     xml.finish()
 }
 
+/// An entity's history: each event with its data as compact JSON text.
+pub fn events(page: &HistoryJson<'_>) -> Vec<u8> {
+    let mut xml = Xml::new();
+    let (total, offset, limit) = (
+        page.total.to_string(),
+        page.offset.to_string(),
+        page.limit.to_string(),
+    );
+    let deployment = page.deployment.to_string();
+    let instance = page.instance.map(|i| i.to_string());
+    let mut attributes = vec![
+        ("total", total.as_str()),
+        ("offset", offset.as_str()),
+        ("limit", limit.as_str()),
+        ("deployment", deployment.as_str()),
+    ];
+    if let Some(instance) = &instance {
+        attributes.push(("instance", instance.as_str()));
+    }
+    if page.events.is_empty() {
+        xml.empty("events", &attributes);
+        return xml.finish();
+    }
+    xml.start("events", &attributes);
+    for e in &page.events {
+        let time = e.time.to_rfc3339();
+        let mut attributes = vec![
+            ("id", e.id),
+            ("source", e.source),
+            ("type", e.r#type.as_str()),
+            ("time", time.as_str()),
+        ];
+        let instance = e.instance.map(|i| i.to_string());
+        if let Some(instance) = &instance {
+            attributes.push(("instance", instance.as_str()));
+        }
+        if let Some(service) = &e.service {
+            attributes.push(("service", service));
+        }
+        xml.start("event", &attributes);
+        xml.text("data", &e.data.to_string());
+        xml.end("event");
+    }
+    xml.end("events");
+    xml.finish()
+}
+
+/// The history page as both renderings see it (and JSON serialises it).
+#[derive(Debug, serde::Serialize)]
+pub struct HistoryJson<'a> {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+    pub deployment: audrey_views::DeploymentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<audrey_views::InstanceId>,
+    pub events: Vec<HistoryEvent<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct HistoryEvent<'a> {
+    pub id: &'a str,
+    pub source: &'a str,
+    pub r#type: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<audrey_views::InstanceId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'a str>,
+    pub data: serde_json::Value,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+impl<'a> HistoryEvent<'a> {
+    pub fn of(event: &'a audrey_views::Event) -> Self {
+        Self {
+            id: &event.id,
+            source: &event.source,
+            r#type: event.event_type(),
+            time: event.time,
+            instance: event.data.instance(),
+            service: event.data.service().map(|s| s.as_str()),
+            data: event.data_json(),
+        }
+    }
+}
+
 pub fn health(ready: bool, rocksdb_open: bool, amqp_connected: bool) -> Vec<u8> {
     let mut xml = Xml::new();
     xml.start(

@@ -17,26 +17,41 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A topology no other test uses.
 pub fn unique_topology(test: &str) -> Topology {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     Topology::with_prefix(&format!("test.{test}.{}.{nanos}", std::process::id()))
 }
 
 /// Deletes the test's queues and exchanges.
 pub async fn remove_topology(topology: &Topology) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await else { return };
-    let Ok(channel) = connection.create_channel().await else { return };
+    let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
     for queue in [&topology.queue, &topology.dead_letter_queue] {
-        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
-        let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
     }
     let _ = connection.close(200, "done".into()).await;
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The service binary, running.
@@ -68,17 +83,26 @@ impl Service {
             .stderr(log_file)
             .spawn()
             .expect("the binary starts");
-        Service { child, port, data_dir: data_dir.to_owned(), topology: topology.clone(), log }
+        Service {
+            child,
+            port,
+            data_dir: data_dir.to_owned(),
+            topology: topology.clone(),
+            log,
+        }
     }
 
     /// Waits until /health says ready (store open, AMQP connected).
     pub fn wait_ready(&self, timeout: Duration) {
         let port = self.port;
-        wait_until(timeout, "the service to be ready", || get(port, "/health", &[]).is_some_and(|r| r.status == 200));
+        wait_until(timeout, "the service to be ready", || {
+            get(port, "/health", &[]).is_some_and(|r| r.status == 200)
+        });
     }
 
     pub fn get(&self, path: &str) -> Response {
-        get(self.port, path, &[]).unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log_text()))
+        get(self.port, path, &[])
+            .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log_text()))
     }
 
     pub fn log_text(&self) -> String {
@@ -87,7 +111,9 @@ impl Service {
 
     /// SIGTERM, then waits; returns the exit code.
     pub fn stop(mut self) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -95,7 +121,10 @@ impl Service {
             }
             if started.elapsed() > Duration::from_secs(30) {
                 let _ = self.child.kill();
-                panic!("the service did not stop on SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "the service did not stop on SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -117,7 +146,10 @@ impl Drop for Service {
 pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -132,7 +164,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -144,7 +179,9 @@ impl Response {
 /// when nothing listens.
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -158,20 +195,36 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) ->
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         body = unchunk(&body);
     }
-    Some(Response { status, headers, body })
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn unchunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end]).unwrap_or("0").trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -212,26 +265,41 @@ pub fn assert_store_matches(store: &Store, expected: &MemoryViews) {
     let ctx = ReportContext::at(Timestamp::now());
     assert_eq!(query::counts(&reader).unwrap(), expected.counts, "counts");
     for id in expected.deployments.keys() {
-        assert_eq!(query::deployment_report(&reader, *id, &ctx).unwrap(), query::deployment_report(expected, *id, &ctx).unwrap());
+        assert_eq!(
+            query::deployment_report(&reader, *id, &ctx).unwrap(),
+            query::deployment_report(expected, *id, &ctx).unwrap()
+        );
     }
     for id in expected.instances.keys() {
-        assert_eq!(query::instance_report(&reader, *id).unwrap(), query::instance_report(expected, *id).unwrap());
+        assert_eq!(
+            query::instance_report(&reader, *id).unwrap(),
+            query::instance_report(expected, *id).unwrap()
+        );
     }
     for status in Status::ALL {
         let filter = DeploymentFilter::Status(status);
         assert_eq!(
-            query::deployment_page(&reader, filter, 0, 1000, &ctx).unwrap().total,
-            query::deployment_page(expected, filter, 0, 1000, &ctx).unwrap().total
+            query::deployment_page(&reader, filter, 0, 1000, &ctx)
+                .unwrap()
+                .total,
+            query::deployment_page(expected, filter, 0, 1000, &ctx)
+                .unwrap()
+                .total
         );
     }
-    assert_eq!(query::config_servers(&reader, &ctx).unwrap(), query::config_servers(expected, &ctx).unwrap());
+    assert_eq!(
+        query::config_servers(&reader, &ctx).unwrap(),
+        query::config_servers(expected, &ctx).unwrap()
+    );
 }
 
 /// Sums every sample of a metric family in a Prometheus/OpenMetrics text.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ') | Some(b'{')))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ') | Some(b'{'))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -245,11 +313,23 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
 
 /// Realistic deployments from two config servers, plus heartbeats, in the
 /// order they happened.
-pub fn realistic_stream(seed: u64, deployments: usize, instances: usize) -> Vec<audrey_views::Event> {
+pub fn realistic_stream(
+    seed: u64,
+    deployments: usize,
+    instances: usize,
+) -> Vec<audrey_views::Event> {
     use audrey_views::scenario::{ConfigServerScript, Shape};
     let start = Timestamp::now().plus_seconds(-600.0);
-    let shape = Shape { instances, services_per_instance: 3, failure_rate: 0.15, ..Shape::default() };
-    let mut servers = [ConfigServerScript::new("/configserver/cs-01", seed), ConfigServerScript::new("/configserver/cs-02", seed + 1)];
+    let shape = Shape {
+        instances,
+        services_per_instance: 3,
+        failure_rate: 0.15,
+        ..Shape::default()
+    };
+    let mut servers = [
+        ConfigServerScript::new("/configserver/cs-01", seed),
+        ConfigServerScript::new("/configserver/cs-02", seed + 1),
+    ];
     let mut events = Vec::new();
     for d in 0..deployments {
         events.extend(servers[d % 2].deployment(start.plus_seconds(d as f64), &shape));
@@ -266,10 +346,19 @@ pub fn realistic_stream(seed: u64, deployments: usize, instances: usize) -> Vec<
 /// Messages ready in a queue (not counting those delivered and unacked).
 pub async fn ready_messages(queue: &str) -> u32 {
     use lapin::options::QueueDeclareOptions;
-    let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let declared = channel
-        .queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .await
         .unwrap();
     let _ = connection.close(200, "done".into()).await;
@@ -284,7 +373,11 @@ pub fn drain_and_stop(rt: &tokio::runtime::Runtime, data: &Path, topology: &Topo
         service.wait_ready(Duration::from_secs(60));
         let mut empty_polls = 0;
         wait_until(Duration::from_secs(120), "the queue to drain", || {
-            empty_polls = if rt.block_on(ready_messages(&topology.queue)) == 0 { empty_polls + 1 } else { 0 };
+            empty_polls = if rt.block_on(ready_messages(&topology.queue)) == 0 {
+                empty_polls + 1
+            } else {
+                0
+            };
             empty_polls >= 10
         });
         assert_eq!(service.stop(), Some(0));

@@ -19,12 +19,17 @@
 //!   one service, counts, lists by status).
 //! - [`store`]: the RocksDB shell: column families, the raw event log, the
 //!   dedup index, atomic synced batches, snapshot reads.
+//! - [`log`]: what the event log serves besides dedup: an entity's
+//!   history, `rebuild`, and retention.
+//! - [`scenario`]: realistic and hand-written event streams (tests,
+//!   `simulate`, benchmarks).
 //!
 //! Nothing here knows about AMQP or HTTP.
 #![forbid(unsafe_code)]
 
 pub mod domain;
 pub mod event;
+pub mod log;
 pub mod memory;
 pub mod model;
 pub mod projection;

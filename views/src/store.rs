@@ -42,15 +42,15 @@ use crate::query::ListDeployments;
 /// views of another version must be rebuilt from the event log.
 pub const VIEWS_VERSION: u32 = 1;
 
-const CF_DEPLOYMENTS: &str = "deployments";
+pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
 const CF_INSTANCES: &str = "instances";
 const CF_SERVICES: &str = "services";
 const CF_MEMBERS: &str = "members";
 const CF_DEPLOYMENT_STATUS: &str = "deployment_status";
 const CF_CONFIG_SERVERS: &str = "config_servers";
-const CF_EVENTS: &str = "events";
-const CF_DEDUP: &str = "dedup";
-const CF_META: &str = "meta";
+pub(crate) const CF_EVENTS: &str = "events";
+pub(crate) const CF_DEDUP: &str = "dedup";
+pub(crate) const CF_META: &str = "meta";
 const COLUMN_FAMILIES: [&str; 9] = [
     CF_DEPLOYMENTS,
     CF_INSTANCES,
@@ -62,8 +62,17 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_DEDUP,
     CF_META,
 ];
-const KEY_VERSION: &[u8] = b"views_version";
-const KEY_COUNTS: &[u8] = b"counts";
+/// The column families that hold views: a rebuild empties them.
+pub(crate) const VIEW_FAMILIES: [&str; 6] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_SERVICES,
+    CF_MEMBERS,
+    CF_DEPLOYMENT_STATUS,
+    CF_CONFIG_SERVERS,
+];
+pub(crate) const KEY_VERSION: &[u8] = b"views_version";
+pub(crate) const KEY_COUNTS: &[u8] = b"counts";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -117,13 +126,10 @@ impl BatchOutcome {
 
 /// The embedded store: views, event log and dedup index.
 pub struct Store {
-    db: DB,
+    pub(crate) db: DB,
     path: PathBuf,
     /// One batch at a time: a batch reads rows, then writes them.
-    writer: Mutex<()>,
-    /// Whether batches wait for the WAL to reach the disk (always in
-    /// service; tools that rebuild from scratch may skip it and flush).
-    sync: bool,
+    pub(crate) writer: Mutex<()>,
 }
 
 impl Store {
@@ -160,7 +166,6 @@ impl Store {
             db,
             path,
             writer: Mutex::new(()),
-            sync: true,
         };
         if fresh {
             store.put_meta(KEY_VERSION, &VIEWS_VERSION)?;
@@ -181,7 +186,7 @@ impl Store {
         })
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         let mut batch = WriteBatch::default();
@@ -190,7 +195,7 @@ impl Store {
         Ok(())
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("every column family is opened")
@@ -201,11 +206,26 @@ impl Store {
     /// returning.
     pub fn apply_batch(&self, events: &[Event]) -> Result<BatchOutcome, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_locked(events, true)
+    }
+
+    /// Applies events with the writer lock held. `record`: dedup, log and
+    /// sync them (live events); without it, only the views are written and
+    /// not synced (a rebuild replaying the log, flushed at its end).
+    pub(crate) fn apply_locked(
+        &self,
+        events: &[Event],
+        record: bool,
+    ) -> Result<BatchOutcome, StoreError> {
         let mut pending = Pending::new(self);
         let mut outcomes = Vec::with_capacity(events.len());
         let mut batch = WriteBatch::default();
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for event in events {
+            if !record {
+                outcomes.push(EventOutcome::Applied(projection::apply(&mut pending, event)?));
+                continue;
+            }
             let dedup_key = dedup_key(&event.source, &event.id);
             let duplicate = !seen.insert((&event.source, &event.id))
                 || self
@@ -224,7 +244,7 @@ impl Store {
         }
         pending.write_into(&mut batch)?;
         let mut options = WriteOptions::default();
-        options.set_sync(self.sync);
+        options.set_sync(record);
         self.db.write_opt(batch, &options)?;
         Ok(BatchOutcome { outcomes })
     }
@@ -447,6 +467,13 @@ impl ViewRead for Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// Whether a deployment is known and not deleted (one small read).
+    pub fn deployment_exists(&self, id: DeploymentId) -> Result<bool, StoreError> {
+        Ok(ViewRead::deployment(self, id)?.is_some_and(|d| d.deleted.is_none()))
+    }
+}
+
 impl ListDeployments for Reader<'_> {
     fn deployments_with_status(
         &self,
@@ -624,7 +651,7 @@ fn encode<T: Serialize>(row: &T) -> Vec<u8> {
     postcard::to_stdvec(row).expect("view rows always serialise")
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         what: what.to_owned(),
         problem: e.to_string(),
@@ -649,7 +676,7 @@ fn service_key(instance: InstanceId, name: &Name) -> Vec<u8> {
     [instance.as_bytes().as_slice(), name.as_str().as_bytes()].concat()
 }
 
-fn dedup_key(source: &str, id: &str) -> Vec<u8> {
+pub(crate) fn dedup_key(source: &str, id: &str) -> Vec<u8> {
     [source.as_bytes(), &[0], id.as_bytes()].concat()
 }
 
