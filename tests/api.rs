@@ -69,40 +69,6 @@ impl Api {
     }
 }
 
-fn blog(cs: &mut Cs) -> Vec<Event> {
-    vec![
-        cs.register(
-            0,
-            MYSQL,
-            "mysql",
-            &["ipaddress", "hostname"],
-            vec![service("mysql", vec![static_param("root_pw")])],
-        ),
-        cs.register(
-            1,
-            WORDPRESS,
-            "wordpress",
-            &[],
-            vec![
-                service("http", vec![]),
-                service(
-                    "wordpress",
-                    vec![
-                        param_ref("mysql_ip", MYSQL, "ipaddress"),
-                        service_ref("mysql_done", MYSQL, "mysql"),
-                    ],
-                ),
-            ],
-        ),
-        cs.register_deployment(2, &[MYSQL, WORDPRESS]),
-    ]
-}
-
-fn element<'a>(xml: &'a str, open: &str) -> Option<&'a str> {
-    let start = xml.find(open)?;
-    Some(&xml[start..])
-}
-
 #[test]
 fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
     let api = Api::start(ApiSettings::default());
@@ -112,7 +78,7 @@ fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
     let wordpress = format!("/reports/instance/{WORDPRESS}");
 
     // 1. Conductor posted both configs and the deployment.
-    api.apply(&blog(&mut cs));
+    api.apply(&blog_registered(&mut cs));
     let d = api.xml(&deployment, 200);
     assert!(
         d.contains(&format!(
@@ -216,7 +182,7 @@ fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
 fn lists_config_servers_health_json_etag_and_head() {
     let api = Api::start(ApiSettings::default());
     let mut cs = Cs::new(BLOG);
-    let mut events = blog(&mut cs);
+    let mut events = blog_registered(&mut cs);
     events.push(Event {
         id: "hb-1".into(),
         source: "/configserver/cs-01".into(),
@@ -304,7 +270,7 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
         api_token: Some("s3cret-token".into()),
         ..ApiSettings::default()
     });
-    api.apply(&blog(&mut Cs::new(BLOG)));
+    api.apply(&blog_registered(&mut Cs::new(BLOG)));
     let auth = ("Authorization", "Bearer s3cret-token");
     let long_name = "x".repeat(300);
     let cases: Vec<(&str, String, Vec<(&str, &str)>, u16)> = vec![
@@ -472,25 +438,54 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
 fn history_lists_an_entitys_accepted_events_in_time_order() {
     let api = Api::start(ApiSettings::default());
     let mut cs = Cs::new(BLOG);
-    let mut events = blog(&mut cs);
+    let mut events = blog_registered(&mut cs);
     events.push(cs.contacted(30, MYSQL));
     events.push(cs.ended(40, MYSQL, "mysql", 3));
     events.reverse();
     api.apply(&events);
     let all = api.xml(&format!("/reports/deployment/{BLOG}/events"), 200);
-    assert!(all.contains(&format!("<events total=\"5\" offset=\"0\" limit=\"100\" deployment=\"{BLOG}\">")), "{all}");
-    let order: Vec<usize> = ["instance.registered", "deployment.registered", "instance.contacted", "configuration_ended"]
-        .iter()
-        .map(|t| all.find(t).unwrap())
-        .collect();
+    assert!(
+        all.contains(&format!(
+            "<events total=\"5\" offset=\"0\" limit=\"100\" deployment=\"{BLOG}\">"
+        )),
+        "{all}"
+    );
+    let order: Vec<usize> = [
+        "instance.registered",
+        "deployment.registered",
+        "instance.contacted",
+        "configuration_ended",
+    ]
+    .iter()
+    .map(|t| all.find(t).unwrap())
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "time order: {all}");
-    let mysql = api.xml(&format!("/reports/instance/{MYSQL}/events?offset=1&limit=1"), 200);
+    let mysql = api.xml(
+        &format!("/reports/instance/{MYSQL}/events?offset=1&limit=1"),
+        200,
+    );
     assert!(mysql.contains(&format!("<events total=\"3\" offset=\"1\" limit=\"1\" deployment=\"{BLOG}\" instance=\"{MYSQL}\">")), "{mysql}");
-    assert!(mysql.contains("type=\"org.aeolusproject.audrey.instance.contacted\" time=\"2026-11-25T14:00:30Z\""), "{mysql}");
-    let json = get(api.port, &format!("/reports/instance/{MYSQL}/events"), &[("Accept", "application/json")]).unwrap();
+    assert!(
+        mysql.contains(
+            "type=\"org.aeolusproject.audrey.instance.contacted\" time=\"2026-11-25T14:00:30Z\""
+        ),
+        "{mysql}"
+    );
+    let json = get(
+        api.port,
+        &format!("/reports/instance/{MYSQL}/events"),
+        &[("Accept", "application/json")],
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
     assert_eq!(v["events"][2]["data"]["return_code"], 3);
     assert_eq!(v["events"][2]["service"], "mysql");
-    api.xml("/reports/deployment/3c9e8f2a-5b1d-4c7e-9f10-000000000000/events", 404);
-    api.xml(&format!("/reports/deployment/{BLOG}/events?status=error"), 400);
+    api.xml(
+        "/reports/deployment/3c9e8f2a-5b1d-4c7e-9f10-000000000000/events",
+        404,
+    );
+    api.xml(
+        &format!("/reports/deployment/{BLOG}/events?status=error"),
+        400,
+    );
 }

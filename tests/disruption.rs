@@ -18,13 +18,6 @@ use common::*;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -17,13 +17,6 @@ use common::*;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     let rt = runtime();

@@ -15,6 +15,14 @@ use audrey_views::{Status, Store, Timestamp};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// A runtime for the async parts (publishing, reading queues).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A topology no other test uses.
 pub fn unique_topology(test: &str) -> Topology {
     let nanos = std::time::SystemTime::now()

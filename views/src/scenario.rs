@@ -366,6 +366,38 @@ pub mod script {
     pub const MYSQL: &str = "0b6a4d1e-7c2f-4a8b-9e3d-5f1a2b3c4d5e";
     pub const WORDPRESS: &str = "9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
+    /// The original's example, registered: mysql provides `ipaddress` and
+    /// `hostname`; wordpress's service waits for mysql's `ipaddress` and for
+    /// its `mysql` service to end.
+    pub fn blog_registered(cs: &mut Cs) -> Vec<Event> {
+        vec![
+            cs.register(
+                0,
+                MYSQL,
+                "mysql",
+                &["ipaddress", "hostname"],
+                vec![service("mysql", vec![static_param("root_pw")])],
+            ),
+            cs.register(
+                1,
+                WORDPRESS,
+                "wordpress",
+                &[],
+                vec![
+                    service("http", vec![]),
+                    service(
+                        "wordpress",
+                        vec![
+                            param_ref("mysql_ip", MYSQL, "ipaddress"),
+                            service_ref("mysql_done", MYSQL, "mysql"),
+                        ],
+                    ),
+                ],
+            ),
+            cs.register_deployment(2, &[MYSQL, WORDPRESS]),
+        ]
+    }
+
     /// 2026-11-25T14:00:00Z plus `seconds`.
     pub fn at(seconds: i64) -> Timestamp {
         Timestamp::from_unix_seconds(1_795_615_200 + seconds)

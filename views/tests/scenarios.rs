@@ -13,40 +13,11 @@ fn ctx() -> ReportContext {
     ReportContext::at(at(120))
 }
 
-fn wordpress_and_mysql(cs: &mut Cs) -> Vec<audrey_views::Event> {
-    vec![
-        cs.register(
-            0,
-            MYSQL,
-            "mysql",
-            &["ipaddress", "hostname"],
-            vec![service("mysql", vec![static_param("root_pw")])],
-        ),
-        cs.register(
-            1,
-            WORDPRESS,
-            "wordpress",
-            &[],
-            vec![
-                service("http", vec![]),
-                service(
-                    "wordpress",
-                    vec![
-                        param_ref("mysql_ip", MYSQL, "ipaddress"),
-                        service_ref("mysql_done", MYSQL, "mysql"),
-                    ],
-                ),
-            ],
-        ),
-        cs.register_deployment(2, &[MYSQL, WORDPRESS]),
-    ]
-}
-
 #[test]
 fn wordpress_waits_for_mysql_ipaddress_then_both_complete() {
     let mut cs = Cs::new(BLOG);
     let mut views = MemoryViews::new();
-    for e in wordpress_and_mysql(&mut cs) {
+    for e in blog_registered(&mut cs) {
         views.apply(&e);
     }
     // Registered, nobody has booted: wordpress waits for mysql's ipaddress and its mysql service.
@@ -170,7 +141,7 @@ fn service_status_comes_from_the_latest_run_by_event_time_not_arrival() {
 fn a_failed_service_makes_instance_and_deployment_error_but_still_completes_and_resolves() {
     let mut cs = Cs::new(BLOG);
     let mut views = MemoryViews::new();
-    for e in wordpress_and_mysql(&mut cs) {
+    for e in blog_registered(&mut cs) {
         views.apply(&e);
     }
     views.apply(&cs.provided(5, MYSQL, &["ipaddress", "hostname"]));
@@ -273,7 +244,7 @@ fn without_deployment_registered_the_latest_instance_registration_counts() {
 fn re_registration_replaces_the_config_and_its_references() {
     let mut cs = Cs::new(BLOG);
     let mut views = MemoryViews::new();
-    for e in wordpress_and_mysql(&mut cs) {
+    for e in blog_registered(&mut cs) {
         views.apply(&e);
     }
     assert_eq!(views.counts.unresolved_dependencies, 2);
@@ -320,7 +291,7 @@ fn re_registration_replaces_the_config_and_its_references() {
 fn deletion_removes_the_deployment_and_late_events_do_not_resurrect_it() {
     let mut cs = Cs::new(BLOG);
     let mut views = MemoryViews::new();
-    for e in wordpress_and_mysql(&mut cs) {
+    for e in blog_registered(&mut cs) {
         views.apply(&e);
     }
     let late = cs.contacted(50, MYSQL);
@@ -406,7 +377,7 @@ fn heartbeats_are_per_source_and_the_latest_wins() {
 #[test]
 fn applying_an_event_twice_changes_nothing() {
     let mut cs = Cs::new(BLOG);
-    let events = wordpress_and_mysql(&mut cs);
+    let events = blog_registered(&mut cs);
     let once = MemoryViews::from_events(&events);
     let twice = MemoryViews::from_events(events.iter().chain(events.iter()));
     assert_eq!(once, twice);
