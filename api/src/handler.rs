@@ -321,7 +321,10 @@ fn history_json(
 fn paging(query: &str) -> Result<(u64, u64), ApiError> {
     let params = ListParams::parse(query)?;
     if params.status.is_some() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown query parameter `status`"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown query parameter `status`",
+        ));
     }
     Ok((params.offset, params.limit))
 }

@@ -13,8 +13,8 @@ use crate::domain::{DeploymentId, InstanceId, Timestamp};
 use crate::event::{Event, EventData, DEFAULT_MAX_EVENT_BYTES};
 use crate::model::Deployment;
 use crate::store::{
-    decode, dedup_key, Store, StoreError, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS, CF_META,
-    KEY_COUNTS, KEY_VERSION, VIEWS_VERSION, VIEW_FAMILIES,
+    decode, dedup_key, Store, StoreError, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS, CF_META, KEY_COUNTS,
+    KEY_VERSION, VIEWS_VERSION, VIEW_FAMILIES,
 };
 
 /// Events replayed per unsynced batch during a rebuild.

@@ -223,7 +223,10 @@ impl Store {
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for event in events {
             if !record {
-                outcomes.push(EventOutcome::Applied(projection::apply(&mut pending, event)?));
+                outcomes.push(EventOutcome::Applied(projection::apply(
+                    &mut pending,
+                    event,
+                )?));
                 continue;
             }
             let dedup_key = dedup_key(&event.source, &event.id);
