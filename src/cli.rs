@@ -63,6 +63,10 @@ pub struct AmqpArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// PEM file of the CA that signed the broker's certificate (amqps://), when
+    /// it is not in the system's trust store.
+    #[arg(long, env = "AUDREY_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
     /// Topic exchange config servers publish to.
     #[arg(long, env = "AUDREY_EXCHANGE", default_value = "audrey.events")]
     pub exchange: String,
@@ -86,6 +90,10 @@ pub struct AmqpArgs {
 }
 
 impl AmqpArgs {
+    pub fn broker(&self) -> audrey_consumer::Broker {
+        audrey_consumer::Broker::new(&self.amqp_url).with_ca_file(self.amqp_ca_file.as_deref())
+    }
+
     pub fn topology(&self) -> audrey_consumer::Topology {
         audrey_consumer::Topology {
             exchange: self.exchange.clone(),

@@ -75,7 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let consumer = tokio::spawn(audrey_consumer::run(
         IngestConfig {
-            amqp_url: args.amqp.amqp_url.clone(),
+            broker: args.amqp.broker(),
             topology: args.amqp.topology(),
             prefetch: args.prefetch,
             batch_size: args.batch_size as usize,

@@ -300,3 +300,452 @@ impl Metrics {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use audrey_views::memory::MemoryViews;
+    use audrey_views::query::ReportContext;
+    use audrey_views::scenario::{ConfigServerScript, Shape};
+    use audrey_views::{DeploymentId, Event, EventData, Store, Timestamp};
+
+    use super::Metrics;
+
+    const SOURCE: &str = "/configserver/cs-unit";
+
+    fn start() -> Timestamp {
+        Timestamp::from_unix_seconds(1_800_000_000)
+    }
+
+    fn shape(give_up_rate: f64) -> Shape {
+        Shape {
+            instances: 3,
+            services_per_instance: 2,
+            failure_rate: 0.0,
+            retry_rate: 0.0,
+            give_up_rate,
+            reregister_rate: 0.0,
+        }
+    }
+
+    fn deployment_of(events: &[Event]) -> DeploymentId {
+        events[0].deployment.expect("deployment events")
+    }
+
+    fn last_time(events: &[Event]) -> Timestamp {
+        events.iter().map(|e| e.time).max().expect("events")
+    }
+
+    fn ctx(now: Timestamp, stall_after_seconds: f64) -> ReportContext {
+        ReportContext {
+            now,
+            stall_after_seconds,
+            heartbeat_tolerance: 3.0,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("views")).unwrap();
+        (dir, store)
+    }
+
+    /// The samples of an exposition: series (name and labels, as written)
+    /// to value.
+    fn samples(text: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("a number in {line}"));
+            assert!(
+                out.insert(series.to_owned(), value).is_none(),
+                "series written twice: {series}"
+            );
+        }
+        out
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        samples(text).get(series).copied()
+    }
+
+    fn progress_series(text: &str) -> BTreeMap<String, f64> {
+        samples(text)
+            .into_iter()
+            .filter(|(s, _)| s.starts_with("audrey_deployment_last_progress_timestamp_seconds{"))
+            .collect()
+    }
+
+    fn progress_of(deployment: DeploymentId) -> String {
+        format!("audrey_deployment_last_progress_timestamp_seconds{{deployment=\"{deployment}\"}}")
+    }
+
+    #[test]
+    fn state_series_say_what_the_views_say() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 1);
+        let done = cs.deployment(start(), &shape(0.0));
+        let stuck = cs.deployment(start().plus_seconds(1.0), &shape(1.0));
+        let beats = cs.heartbeats(start(), start().plus_seconds(100.0), 10);
+        let mut all: Vec<Event> = [done.clone(), stuck.clone(), beats.clone()].concat();
+        all.sort_by_key(|e| e.time);
+        store.apply_batch(&all).unwrap();
+        let expected = MemoryViews::from_events(&all).counts;
+        // The scenario did what the test relies on.
+        assert_eq!(expected.deployments.success, 1);
+        assert_eq!(expected.deployments.incomplete, 1);
+        assert_eq!(expected.deployments.error, 0);
+
+        let now = last_time(&all).plus_seconds(1.0);
+        let text = Metrics::new().scrape(&store, &ctx(now, 900.0)).unwrap();
+        for (family, counts) in [
+            ("audrey_deployments", expected.deployments),
+            ("audrey_instances", expected.instances),
+            ("audrey_services", expected.services),
+        ] {
+            for (status, n) in [
+                ("success", counts.success),
+                ("incomplete", counts.incomplete),
+                ("error", counts.error),
+            ] {
+                let series = format!("{family}{{status=\"{status}\"}}");
+                assert_eq!(value(&text, &series), Some(n as f64), "{series}\n{text}");
+            }
+        }
+        assert_eq!(
+            value(&text, "audrey_unresolved_dependencies"),
+            Some(expected.unresolved_dependencies as f64)
+        );
+        assert_eq!(value(&text, "audrey_deployments_stalled"), Some(0.0));
+        // Only the incomplete deployment has a progress series.
+        let progress = progress_series(&text);
+        assert_eq!(
+            progress,
+            BTreeMap::from([(
+                progress_of(deployment_of(&stuck)),
+                last_time(&stuck).unix_seconds_f64()
+            )]),
+            "{text}"
+        );
+        assert!(!text.contains(&deployment_of(&done).to_string()));
+        let up = format!("audrey_config_server_up{{source=\"{SOURCE}\"}}");
+        let heartbeat =
+            format!("audrey_config_server_last_heartbeat_timestamp_seconds{{source=\"{SOURCE}\"}}");
+        assert_eq!(value(&text, &up), Some(1.0));
+        assert_eq!(
+            value(&text, &heartbeat),
+            Some(last_time(&beats).unix_seconds_f64())
+        );
+    }
+
+    #[test]
+    fn a_config_server_is_down_once_three_intervals_pass_without_a_heartbeat() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 2);
+        let beats = cs.heartbeats(start(), start().plus_seconds(60.0), 10);
+        store.apply_batch(&beats).unwrap();
+        let last = last_time(&beats);
+        let metrics = Metrics::new();
+        let up = format!("audrey_config_server_up{{source=\"{SOURCE}\"}}");
+        let heartbeat =
+            format!("audrey_config_server_last_heartbeat_timestamp_seconds{{source=\"{SOURCE}\"}}");
+        for (after, expected) in [
+            (0.0, 1.0),
+            (29.0, 1.0),
+            (30.0, 1.0),
+            (30.001, 0.0),
+            (3600.0, 0.0),
+        ] {
+            let text = metrics
+                .scrape(&store, &ctx(last.plus_seconds(after), 900.0))
+                .unwrap();
+            assert_eq!(
+                value(&text, &up),
+                Some(expected),
+                "{after} s after the last heartbeat"
+            );
+            // The heartbeat time stays, up or down, for PromQL to compute how long.
+            assert_eq!(value(&text, &heartbeat), Some(last.unix_seconds_f64()));
+        }
+        // And back up with the next heartbeat.
+        let late = cs.heartbeats(last.plus_seconds(100.0), last.plus_seconds(100.0), 10);
+        store.apply_batch(&late).unwrap();
+        let text = metrics
+            .scrape(&store, &ctx(last.plus_seconds(101.0), 900.0))
+            .unwrap();
+        assert_eq!(value(&text, &up), Some(1.0));
+    }
+
+    #[test]
+    fn stalled_counts_incomplete_deployments_past_the_threshold() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 3);
+        let early = cs.deployment(start(), &shape(1.0));
+        let late = cs.deployment(start().plus_seconds(600.0), &shape(1.0));
+        store
+            .apply_batch(&[early.clone(), late.clone()].concat())
+            .unwrap();
+        let metrics = Metrics::new();
+        let stalled = |now: Timestamp| {
+            let text = metrics.scrape(&store, &ctx(now, 60.0)).unwrap();
+            value(&text, "audrey_deployments_stalled").unwrap()
+        };
+        let (early_end, late_end) = (last_time(&early), last_time(&late));
+        assert!(early_end.plus_seconds(120.0) < late_end);
+        assert_eq!(stalled(early_end.plus_seconds(59.0)), 0.0);
+        assert_eq!(stalled(early_end.plus_seconds(61.0)), 1.0);
+        assert_eq!(stalled(late_end.plus_seconds(59.0)), 1.0);
+        assert_eq!(stalled(late_end.plus_seconds(61.0)), 2.0);
+        // Progress series stay as they are: staleness is computed in PromQL.
+        let text = metrics
+            .scrape(&store, &ctx(late_end.plus_seconds(61.0), 60.0))
+            .unwrap();
+        assert_eq!(
+            progress_series(&text),
+            BTreeMap::from([
+                (
+                    progress_of(deployment_of(&early)),
+                    early_end.unix_seconds_f64()
+                ),
+                (
+                    progress_of(deployment_of(&late)),
+                    late_end.unix_seconds_f64()
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_progress_series_goes_once_a_deployment_completes_or_is_deleted() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 4);
+        let completing = cs.deployment(start(), &shape(0.0));
+        let deleted = cs.deployment(start(), &shape(1.0));
+        let (finale, before) = completing.split_last().unwrap();
+        assert!(matches!(finale.data, EventData::ConfigurationEnded { .. }));
+        store.apply_batch(&[before, &deleted[..]].concat()).unwrap();
+        let metrics = Metrics::new();
+        let now = last_time(&completing).plus_seconds(10.0);
+        let scrape = || metrics.scrape(&store, &ctx(now, 900.0)).unwrap();
+
+        let text = scrape();
+        assert_eq!(
+            progress_series(&text),
+            BTreeMap::from([
+                (
+                    progress_of(deployment_of(&completing)),
+                    last_time(before).unix_seconds_f64()
+                ),
+                (
+                    progress_of(deployment_of(&deleted)),
+                    last_time(&deleted).unix_seconds_f64()
+                ),
+            ])
+        );
+        assert_eq!(
+            value(&text, "audrey_deployments{status=\"incomplete\"}"),
+            Some(2.0)
+        );
+
+        store.apply_batch(std::slice::from_ref(finale)).unwrap();
+        let text = scrape();
+        assert_eq!(
+            progress_series(&text).into_keys().collect::<Vec<_>>(),
+            vec![progress_of(deployment_of(&deleted))]
+        );
+        assert_eq!(
+            value(&text, "audrey_deployments{status=\"success\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "audrey_deployments{status=\"incomplete\"}"),
+            Some(1.0)
+        );
+
+        let delete = cs.delete(now, deployment_of(&deleted));
+        store.apply_batch(&[delete]).unwrap();
+        let text = scrape();
+        assert_eq!(progress_series(&text), BTreeMap::new(), "{text}");
+        assert_eq!(
+            value(&text, "audrey_deployments{status=\"incomplete\"}"),
+            Some(0.0)
+        );
+        assert_eq!(value(&text, "audrey_deployments_stalled"), Some(0.0));
+        // Much later, nothing deleted or completed counts as stalled.
+        let text = metrics
+            .scrape(&store, &ctx(now.plus_seconds(86_400.0), 900.0))
+            .unwrap();
+        assert_eq!(value(&text, "audrey_deployments_stalled"), Some(0.0));
+    }
+
+    #[test]
+    fn pipeline_series_exist_from_the_start_and_count() {
+        let (_dir, store) = open();
+        let metrics = Metrics::new();
+        let text = metrics.scrape(&store, &ctx(start(), 900.0)).unwrap();
+        for t in audrey_views::event::EVENT_TYPES {
+            let series = format!("audrey_events_consumed_total{{type=\"{t}\"}}");
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        for reason in audrey_views::DecodeError::REASONS {
+            let series = format!("audrey_events_dead_lettered_total{{reason=\"{reason}\"}}");
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        assert_eq!(value(&text, "audrey_amqp_connected"), Some(0.0));
+        // No config server, no deployment: no series with their labels.
+        assert!(!text.contains("audrey_config_server_up{"), "{text}");
+        assert!(progress_series(&text).is_empty());
+
+        metrics.event_consumed("configserver.heartbeat");
+        metrics.event_consumed("configserver.heartbeat");
+        metrics.event_consumed("instance.contacted");
+        metrics.duplicates(3);
+        metrics.dead_lettered("not_json");
+        metrics.set_amqp_connected(true);
+        metrics.batch_applied(0.002);
+        metrics.lag(-1.0);
+        metrics.http_request("/metrics", 200, 0.001);
+        let text = metrics.scrape(&store, &ctx(start(), 900.0)).unwrap();
+        let v = |s: &str| value(&text, s);
+        assert_eq!(
+            v("audrey_events_consumed_total{type=\"configserver.heartbeat\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("audrey_events_consumed_total{type=\"instance.contacted\"}"),
+            Some(1.0)
+        );
+        assert_eq!(v("audrey_events_duplicate_total"), Some(3.0));
+        assert_eq!(
+            v("audrey_events_dead_lettered_total{reason=\"not_json\"}"),
+            Some(1.0)
+        );
+        assert_eq!(v("audrey_amqp_connected"), Some(1.0));
+        assert_eq!(v("audrey_event_apply_duration_seconds_count"), Some(1.0));
+        assert_eq!(v("audrey_event_lag_seconds_count"), Some(1.0));
+        assert_eq!(
+            v("audrey_event_lag_seconds_sum"),
+            Some(0.0),
+            "negative lags count as 0"
+        );
+        assert_eq!(
+            v("audrey_http_requests_total{route=\"/metrics\",code=\"200\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("audrey_http_request_duration_seconds_count{route=\"/metrics\"}"),
+            Some(1.0)
+        );
+        metrics.set_amqp_connected(false);
+        let text = metrics.scrape(&store, &ctx(start(), 900.0)).unwrap();
+        assert_eq!(value(&text, "audrey_amqp_connected"), Some(0.0));
+    }
+
+    /// OpenMetrics and Prometheus conventions: every family announced by
+    /// `# TYPE` and `# HELP`, every sample in an announced family, counters
+    /// sampled as `_total`, the `audrey_` prefix, base units, `# EOF`.
+    #[test]
+    fn the_exposition_follows_the_naming_conventions() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 5);
+        let mut all = cs.deployment(start(), &shape(1.0));
+        all.extend(cs.heartbeats(start(), start().plus_seconds(30.0), 10));
+        store.apply_batch(&all).unwrap();
+        let metrics = Metrics::new();
+        metrics.http_request("/health", 503, 0.01);
+        metrics.batch_applied(0.01);
+        let text = metrics
+            .scrape(&store, &ctx(last_time(&all), 900.0))
+            .unwrap();
+
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut helps: BTreeSet<String> = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    types.insert(name.into(), kind.into()).is_none(),
+                    "{name} typed twice"
+                );
+            } else if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(!help.trim().is_empty(), "{name} has an empty help");
+                helps.insert(name.into());
+            }
+        }
+        assert_eq!(
+            types.keys().cloned().collect::<BTreeSet<_>>(),
+            helps,
+            "every family has both # TYPE and # HELP"
+        );
+        for (name, kind) in &types {
+            assert!(name.starts_with("audrey_"), "{name} lacks the prefix");
+            assert!(
+                ["counter", "gauge", "histogram"].contains(&kind.as_str()),
+                "{name}: unexpected type {kind}"
+            );
+            assert!(
+                !name.ends_with("_total"),
+                "{name}: the family name of a counter has no _total, its samples do"
+            );
+            assert!(
+                !["_milliseconds", "_ms", "_bytes_kb", "_minutes", "_hours"]
+                    .iter()
+                    .any(|unit| name.ends_with(unit)),
+                "{name}: base units only"
+            );
+            if kind == "histogram" || name.contains("timestamp") {
+                assert!(name.ends_with("_seconds"), "{name}: times are in seconds");
+            }
+        }
+        let family_of = |sample: &str| -> (String, String) {
+            let name = sample.split('{').next().unwrap();
+            for suffix in ["", "_total", "_bucket", "_count", "_sum", "_created"] {
+                if let Some(family) = name.strip_suffix(suffix) {
+                    if let Some(kind) = types.get(family) {
+                        let expected_suffixes: &[&str] = match kind.as_str() {
+                            "counter" => &["_total", "_created"],
+                            "histogram" => &["_bucket", "_count", "_sum", "_created"],
+                            _ => &[""],
+                        };
+                        if expected_suffixes.contains(&suffix) {
+                            return (family.to_owned(), suffix.to_owned());
+                        }
+                    }
+                }
+            }
+            panic!("sample {sample} belongs to no announced family");
+        };
+        let mut sampled = BTreeSet::new();
+        for series in samples(&text).keys() {
+            let (family, suffix) = family_of(series);
+            if types[&family] == "counter" {
+                assert_eq!(suffix, "_total", "{series}");
+            }
+            sampled.insert(family);
+        }
+        // Each contract name of DESIGN.md "Metrics" is there.
+        for name in [
+            "audrey_config_server_up",
+            "audrey_config_server_last_heartbeat_timestamp_seconds",
+            "audrey_deployments",
+            "audrey_instances",
+            "audrey_services",
+            "audrey_unresolved_dependencies",
+            "audrey_deployments_stalled",
+            "audrey_deployment_last_progress_timestamp_seconds",
+            "audrey_events_consumed",
+            "audrey_events_duplicate",
+            "audrey_events_dead_lettered",
+            "audrey_event_apply_duration_seconds",
+            "audrey_event_lag_seconds",
+            "audrey_amqp_connected",
+        ] {
+            assert!(sampled.contains(name), "{name} missing:\n{text}");
+        }
+    }
+}

@@ -27,7 +27,7 @@ use lapin::options::{
     ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -35,6 +35,7 @@ use audrey_views::event::DecodeError;
 use audrey_views::store::EventOutcome;
 use audrey_views::{Event, Store, Timestamp};
 
+use crate::connect::Broker;
 use crate::observer::{AppliedBatch, Observer};
 use crate::redact_url;
 use crate::topology::Topology;
@@ -47,9 +48,8 @@ pub const ERROR_HEADER: &str = "x-audrey-error";
 /// How the loop connects and batches.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// `amqp://` or `amqps://` (TLS) URL, credentials included; never logged
-    /// as is.
-    pub amqp_url: String,
+    /// The broker (URL and TLS trust).
+    pub broker: Broker,
     pub topology: Topology,
     /// Unacknowledged deliveries the broker may send ahead: large enough
     /// that the next batch is buffered while this one is synced.
@@ -65,7 +65,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            broker: Broker::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             topology: Topology::default(),
             prefetch: 2000,
             batch_size: 1000,
@@ -129,12 +129,7 @@ impl Session<'_> {
         initial_backoff: Duration,
     ) -> anyhow::Result<()> {
         let config = self.config;
-        let connection = Connection::connect(
-            &config.amqp_url,
-            ConnectionProperties::default().with_connection_name("audrey-reporting".into()),
-        )
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.amqp_url)))?;
+        let connection = config.broker.connect("audrey-reporting").await?;
         let channel = connection.create_channel().await?;
         config
             .topology
@@ -160,7 +155,7 @@ impl Session<'_> {
         *backoff = initial_backoff;
         self.observer.connected(true);
         info!(
-            url = %redact_url(&config.amqp_url),
+            url = %redact_url(&config.broker.url),
             queue = %config.topology.queue,
             "AMQP connected; consuming"
         );

@@ -1,5 +1,6 @@
 //! The AMQP side of audrey-reporting.
 //!
+//! - [`connect`]: reaching the broker over TCP or TLS.
 //! - [`topology`]: the exchanges and queues, declared idempotently on every
 //!   (re)connection.
 //! - [`ingest`]: the consume loop: batches deliveries, decodes them,
@@ -12,11 +13,13 @@
 //!   the metrics and health of the API), so this crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod ingest;
 pub mod observer;
 pub mod publisher;
 pub mod topology;
 
+pub use connect::Broker;
 pub use ingest::{run, IngestConfig};
 pub use observer::{AppliedBatch, Observer};
 pub use publisher::Publisher;

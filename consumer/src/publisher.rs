@@ -9,11 +9,12 @@
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use thiserror::Error;
 
 use audrey_views::Event;
 
+use crate::connect::Broker;
 use crate::topology::Topology;
 
 /// The content type of a structured-mode CloudEvent.
@@ -21,6 +22,8 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
 #[derive(Debug, Error)]
 pub enum PublishError {
+    #[error("{0:#}")]
+    Connect(anyhow::Error),
     #[error("AMQP: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("the broker refused the message (nack)")]
@@ -41,11 +44,15 @@ pub struct Publisher {
 impl Publisher {
     /// Connects, declares the exchange (idempotent) and enables confirms.
     pub async fn connect(url: &str, topology: &Topology) -> Result<Self, PublishError> {
-        let connection = Connection::connect(
-            url,
-            ConnectionProperties::default().with_connection_name("audrey-publisher".into()),
-        )
-        .await?;
+        Self::connect_to(&Broker::new(url), topology).await
+    }
+
+    /// [`Publisher::connect`] to a broker that may need its own CA (TLS).
+    pub async fn connect_to(broker: &Broker, topology: &Topology) -> Result<Self, PublishError> {
+        let connection = broker
+            .connect("audrey-publisher")
+            .await
+            .map_err(PublishError::Connect)?;
         let channel = connection.create_channel().await?;
         topology.declare_exchange(&channel).await?;
         channel

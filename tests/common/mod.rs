@@ -73,6 +73,15 @@ pub struct Service {
 
 impl Service {
     pub fn start(data_dir: &Path, topology: &Topology, extra: &[&str]) -> Service {
+        Self::start_with_url(data_dir, topology, AMQP_URL, extra)
+    }
+
+    pub fn start_with_url(
+        data_dir: &Path,
+        topology: &Topology,
+        amqp_url: &str,
+        extra: &[&str],
+    ) -> Service {
         let port = free_port();
         let log = data_dir.with_extension(format!("log.{port}"));
         let log_file = std::fs::File::create(&log).unwrap();
@@ -80,7 +89,7 @@ impl Service {
             .arg("serve")
             .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--amqp-url", AMQP_URL])
+            .args(["--amqp-url", amqp_url])
             .args(["--exchange", &topology.exchange, "--queue", &topology.queue])
             .args(["--dead-letter-exchange", &topology.dead_letter_exchange])
             .args(["--dead-letter-queue", &topology.dead_letter_queue])
