@@ -42,6 +42,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Read JSON Lines of CloudEvents into a data directory (decoded, deduplicated, projected as live events).
     Import(ImportArgs),
+    /// Publish what config servers would for N deployments: the demo and the load generator.
+    Simulate(SimulateArgs),
 }
 
 /// Where the data lives.
@@ -167,6 +169,77 @@ pub struct ImportArgs {
     /// What to do with invalid lines.
     #[arg(long, value_enum, default_value = "refuse")]
     pub on_invalid: OnInvalid,
+}
+
+/// `simulate`: the stream's shape, its pace, and the broker.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+    /// Deployments to simulate.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub deployments: u32,
+    /// Instances per deployment.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub instances: u32,
+    /// Services per instance.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub services: u32,
+    /// Most events published per second (real time).
+    #[arg(long, default_value_t = 500.0, value_parser = parse_positive)]
+    pub rate: f64,
+    /// Probability that a service run fails (half of the failed runs are retried).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
+    pub failure_rate: f64,
+    /// Probability that an instance's agent gives up (stops contacting): its deployment stays incomplete and stalls.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
+    pub give_up_rate: f64,
+    /// Fraction of the deployments Conductor deletes at the end.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
+    pub delete_rate: f64,
+    /// Config servers; each deployment is handled by one, and each sends heartbeats.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub config_servers: u32,
+    /// Heartbeat interval of each config server, in simulated time (whole seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_whole_seconds)]
+    pub heartbeat_interval: u32,
+    /// Same seed, same stream (and, with --reuse-ids, the same ids).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Publish the seed's own UUIDs and event ids; by default every run gets fresh ones, so a second run adds deployments instead of duplicates the service ignores.
+    #[arg(long)]
+    pub reuse_ids: bool,
+    /// Time compression: simulated seconds per real second.
+    #[arg(long, default_value_t = 60.0, value_parser = parse_positive)]
+    pub speed: f64,
+    /// The service's --stall-after, to say how many deployments will be stalled.
+    #[arg(long, env = "AUDREY_STALL_AFTER", default_value = "15m", value_parser = parse_duration)]
+    pub stall_after: Duration,
+}
+
+/// A probability: a number from 0 to 1.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
+    }
+}
+
+/// A finite number above 0.
+pub fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a number above 0")),
+    }
+}
+
+/// A duration of at least one second, in whole seconds (`10`, `10s`, `1m`).
+pub fn parse_whole_seconds(text: &str) -> Result<u32, String> {
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > u64::from(u32::MAX) {
+        return Err(format!("`{text}` is not a whole number of seconds from 1s"));
+    }
+    Ok(d.as_secs() as u32)
 }
 
 /// `90`, `90s`, `15m`, `2h`, `30d`, or `250ms`.

@@ -12,6 +12,7 @@
 mod cli;
 mod logging;
 mod serve;
+mod simulate;
 mod tools;
 
 use clap::Parser;
@@ -33,6 +34,7 @@ fn main() -> std::process::ExitCode {
         Command::Rebuild(args) => tools::rebuild(&args),
         Command::Export(args) => tools::export(&args),
         Command::Import(args) => tools::import(&args),
+        Command::Simulate(args) => runtime.block_on(simulate::run(args)),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

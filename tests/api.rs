@@ -264,6 +264,9 @@ fn lists_config_servers_health_json_etag_and_head() {
     assert!(head.body.is_empty());
 }
 
+/// Method, path, headers, and the status it must get.
+type BadRequest<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16);
+
 #[test]
 fn bad_input_gets_the_right_status_and_a_valid_error_body() {
     let api = Api::start(ApiSettings {
@@ -273,7 +276,7 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
     api.apply(&blog_registered(&mut Cs::new(BLOG)));
     let auth = ("Authorization", "Bearer s3cret-token");
     let long_name = "x".repeat(300);
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (
             "GET",
             "/reports/deployment/not-a-uuid".into(),
