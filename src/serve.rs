@@ -135,7 +135,8 @@ async fn prune_periodically(
         }
         let store = Arc::clone(&store);
         let now = audrey_views::Timestamp::now();
-        let pass = tokio::task::spawn_blocking(move || store.prune(now, retain.as_secs_f64())).await;
+        let pass =
+            tokio::task::spawn_blocking(move || store.prune(now, retain.as_secs_f64())).await;
         match pass {
             Ok(Ok(pruned)) if pruned.events > 0 => info!(
                 deployments = pruned.deployments,

@@ -22,16 +22,74 @@ impl Drop for TlsProxy {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and a server certificate for `localhost` signed by it.
 fn certificates(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=audrey test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=audrey test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
 }
 
 fn tls_proxy(dir: &Path, port: u16) -> TlsProxy {
@@ -47,7 +105,9 @@ fn tls_proxy(dir: &Path, port: u16) -> TlsProxy {
         .stderr(Stdio::null())
         .spawn()
         .expect("socat is installed");
-    wait_until(Duration::from_secs(10), "the TLS proxy to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_until(Duration::from_secs(10), "the TLS proxy to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     TlsProxy(child)
 }
 
@@ -64,12 +124,21 @@ fn the_service_consumes_over_amqps_and_keeps_credentials_out_of_its_logs() {
 
     // Without our CA, the certificate is not trusted: never ready.
     let untrusting = Service::start_with_url(&dir.path().join("untrusting"), &topology, &url, &[]);
-    wait_until(Duration::from_secs(20), "a TLS failure to be logged", || untrusting.log_text().contains("AMQP disconnected"));
+    wait_until(
+        Duration::from_secs(20),
+        "a TLS failure to be logged",
+        || untrusting.log_text().contains("AMQP disconnected"),
+    );
     assert_eq!(untrusting.get("/health").status, 503);
     assert_eq!(untrusting.stop(), Some(0));
 
     let data = dir.path().join("data");
-    let service = Service::start_with_url(&data, &topology, &url, &["--amqp-ca-file", ca.to_str().unwrap()]);
+    let service = Service::start_with_url(
+        &data,
+        &topology,
+        &url,
+        &["--amqp-ca-file", ca.to_str().unwrap()],
+    );
     service.wait_ready(Duration::from_secs(60));
     let events = realistic_stream(8, 3, 2);
     rt.block_on(async {
@@ -78,12 +147,22 @@ fn the_service_consumes_over_amqps_and_keeps_credentials_out_of_its_logs() {
         publisher.publish_all(&events).await.unwrap();
         publisher.close().await.unwrap();
     });
-    wait_until(Duration::from_secs(60), "the events to arrive over TLS", || {
-        metric_sum(&service.get("/metrics").text(), "audrey_events_consumed_total") >= events.len() as f64
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the events to arrive over TLS",
+        || {
+            metric_sum(
+                &service.get("/metrics").text(),
+                "audrey_events_consumed_total",
+            ) >= events.len() as f64
+        },
+    );
     let log = service.log_text();
     assert!(log.contains("amqps://guest:***@localhost"), "{log}");
-    assert!(!log.contains("guest:guest"), "credentials in the log: {log}");
+    assert!(
+        !log.contains("guest:guest"),
+        "credentials in the log: {log}"
+    );
     assert_eq!(service.stop(), Some(0));
     rt.block_on(remove_topology(&topology));
 }

@@ -26,16 +26,24 @@ fn all_reports(store: &Store, expected: &MemoryViews, ctx: &ReportContext) -> Ve
         }
     }
     for id in expected.instances.keys() {
-        out.push(xml::instance(&query::instance_report(&reader, *id).unwrap().unwrap()));
+        out.push(xml::instance(
+            &query::instance_report(&reader, *id).unwrap().unwrap(),
+        ));
     }
-    out.push(xml::config_servers(&query::config_servers(&reader, ctx).unwrap()));
+    out.push(xml::config_servers(
+        &query::config_servers(&reader, ctx).unwrap(),
+    ));
     out
 }
 
 #[test]
 fn export_then_import_gives_byte_identical_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let (source, target, file) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("events.jsonl"));
+    let (source, target, file) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("events.jsonl"),
+    );
     let events = realistic_stream(3, 12, 4);
     let expected = MemoryViews::from_events(&events);
     {
@@ -44,14 +52,43 @@ fn export_then_import_gives_byte_identical_reports() {
             store.apply_batch(chunk).unwrap();
         }
     }
-    let out = binary().args(["export", "--data-dir", source.to_str().unwrap(), "--output", file.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = binary()
+        .args([
+            "export",
+            "--data-dir",
+            source.to_str().unwrap(),
+            "--output",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = std::fs::read_to_string(&file).unwrap().lines().count();
     assert_eq!(lines, events.len(), "one line per accepted event");
 
-    let out = binary().args(["import", "--data-dir", target.to_str().unwrap(), "--input", file.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("imported {} events (0 already known, 0 invalid", events.len())));
+    let out = binary()
+        .args([
+            "import",
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--input",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+        "imported {} events (0 already known, 0 invalid",
+        events.len()
+    )));
 
     let ctx = ReportContext::at(Timestamp::now());
     let a = all_reports(&Store::open(&source).unwrap(), &expected, &ctx);
@@ -60,8 +97,20 @@ fn export_then_import_gives_byte_identical_reports() {
     assert!(a == b, "reports differ after the round trip");
 
     // Importing the same file again: all duplicates, nothing changes.
-    let out = binary().args(["import", "--data-dir", target.to_str().unwrap(), "--input", file.to_str().unwrap()]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("imported 0 events ({} already known", events.len())));
+    let out = binary()
+        .args([
+            "import",
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--input",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+        "imported 0 events ({} already known",
+        events.len()
+    )));
     assert!(all_reports(&Store::open(&target).unwrap(), &expected, &ctx) == a);
 }
 
@@ -76,7 +125,16 @@ fn invalid_lines_are_reported_by_number_and_refused_or_skipped() {
     std::fs::write(&file, text.join("\n")).unwrap();
 
     let refused = dir.path().join("refused");
-    let out = binary().args(["import", "--data-dir", refused.to_str().unwrap(), "--input", file.to_str().unwrap()]).output().unwrap();
+    let out = binary()
+        .args([
+            "import",
+            "--data-dir",
+            refused.to_str().unwrap(),
+            "--input",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 4: missing field `type`"), "{stderr}");
@@ -85,10 +143,24 @@ fn invalid_lines_are_reported_by_number_and_refused_or_skipped() {
     assert!(!refused.exists(), "refusing writes nothing");
 
     let skipped = dir.path().join("skipped");
-    let out = binary().args(["import", "--on-invalid", "skip", "--data-dir", skipped.to_str().unwrap(), "--input", file.to_str().unwrap()]).output().unwrap();
+    let out = binary()
+        .args([
+            "import",
+            "--on-invalid",
+            "skip",
+            "--data-dir",
+            skipped.to_str().unwrap(),
+            "--input",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 8: not JSON"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("imported {} events (0 already known, 2 invalid", events.len())));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+        "imported {} events (0 already known, 2 invalid",
+        events.len()
+    )));
 }
 
 #[test]
@@ -101,13 +173,33 @@ fn serve_refuses_views_of_another_version_until_rebuild() {
         store.apply_batch(&events).unwrap();
         store.set_views_version_for_tests(0).unwrap();
     }
-    let out = binary().args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
+    let out = binary()
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("run `audrey-reporting rebuild"), "{stderr}");
 
-    let out = binary().args(["rebuild", "--data-dir", data.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("from {} logged events", events.len())));
-    assert_store_matches(&Store::open(&data).unwrap(), &MemoryViews::from_events(&events));
+    let out = binary()
+        .args(["rebuild", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("from {} logged events", events.len())));
+    assert_store_matches(
+        &Store::open(&data).unwrap(),
+        &MemoryViews::from_events(&events),
+    );
 }
