@@ -164,4 +164,15 @@ mod tests {
             Err(RouteError::NotFound(_))
         ));
     }
+
+    proptest::proptest! {
+        /// Whatever the path, routing answers (a route, 400 or 404), never panics.
+        #[test]
+        fn any_path_is_routed_or_refused(path in "/[ -~]{0,300}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Route::parse(&path);
+            let encoded: String = bytes.iter().map(|b| format!("%{b:02x}")).collect();
+            let _ = Route::parse(&format!("/reports/instance/{U}/service/{encoded}"));
+            let _ = Route::parse(&format!("/reports/deployment/{encoded}"));
+        }
+    }
 }
