@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use audrey_api::xml;
 use audrey_views::memory::MemoryViews;
@@ -12,8 +12,23 @@ use audrey_views::query::{self, ReportContext};
 use audrey_views::{Store, Timestamp};
 use common::*;
 
-fn binary() -> Command {
+/// Runs the binary with these arguments.
+fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_audrey-reporting"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs it and insists it succeeds; returns its standard output.
+fn succeed(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Every report of a store, rendered as XML.
@@ -52,40 +67,24 @@ fn export_then_import_gives_byte_identical_reports() {
             store.apply_batch(chunk).unwrap();
         }
     }
-    let out = binary()
-        .args([
-            "export",
-            "--data-dir",
-            source.to_str().unwrap(),
-            "--output",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeed(&[
+        "export",
+        "--data-dir",
+        source.to_str().unwrap(),
+        "--output",
+        file.to_str().unwrap(),
+    ]);
     let lines = std::fs::read_to_string(&file).unwrap().lines().count();
     assert_eq!(lines, events.len(), "one line per accepted event");
 
-    let out = binary()
-        .args([
-            "import",
-            "--data-dir",
-            target.to_str().unwrap(),
-            "--input",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+    let stdout = succeed(&[
+        "import",
+        "--data-dir",
+        target.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains(&format!(
         "imported {} events (0 already known, 0 invalid",
         events.len()
     )));
@@ -97,17 +96,14 @@ fn export_then_import_gives_byte_identical_reports() {
     assert!(a == b, "reports differ after the round trip");
 
     // Importing the same file again: all duplicates, nothing changes.
-    let out = binary()
-        .args([
-            "import",
-            "--data-dir",
-            target.to_str().unwrap(),
-            "--input",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+    let stdout = succeed(&[
+        "import",
+        "--data-dir",
+        target.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains(&format!(
         "imported 0 events ({} already known",
         events.len()
     )));
@@ -125,16 +121,13 @@ fn invalid_lines_are_reported_by_number_and_refused_or_skipped() {
     std::fs::write(&file, text.join("\n")).unwrap();
 
     let refused = dir.path().join("refused");
-    let out = binary()
-        .args([
-            "import",
-            "--data-dir",
-            refused.to_str().unwrap(),
-            "--input",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "import",
+        "--data-dir",
+        refused.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 4: missing field `type`"), "{stderr}");
@@ -143,21 +136,19 @@ fn invalid_lines_are_reported_by_number_and_refused_or_skipped() {
     assert!(!refused.exists(), "refusing writes nothing");
 
     let skipped = dir.path().join("skipped");
-    let out = binary()
-        .args([
-            "import",
-            "--on-invalid",
-            "skip",
-            "--data-dir",
-            skipped.to_str().unwrap(),
-            "--input",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "import",
+        "--on-invalid",
+        "skip",
+        "--data-dir",
+        skipped.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 8: not JSON"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!(
         "imported {} events (0 already known, 2 invalid",
         events.len()
     )));
@@ -173,31 +164,19 @@ fn serve_refuses_views_of_another_version_until_rebuild() {
         store.apply_batch(&events).unwrap();
         store.set_views_version_for_tests(0).unwrap();
     }
-    let out = binary()
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("run `audrey-reporting rebuild"), "{stderr}");
 
-    let out = binary()
-        .args(["rebuild", "--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .contains(&format!("from {} logged events", events.len())));
+    let stdout = succeed(&["rebuild", "--data-dir", data.to_str().unwrap()]);
+    assert!(stdout.contains(&format!("from {} logged events", events.len())));
     assert_store_matches(
         &Store::open(&data).unwrap(),
         &MemoryViews::from_events(&events),
