@@ -67,7 +67,7 @@ fn export_then_import_gives_byte_identical_reports() {
             store.apply_batch(chunk).unwrap();
         }
     }
-    let stdout = succeed(&[
+    succeed(&[
         "export",
         "--data-dir",
         source.to_str().unwrap(),
