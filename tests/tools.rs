@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use audrey_api::xml;
 use audrey_views::memory::MemoryViews;
@@ -181,4 +182,43 @@ fn serve_refuses_views_of_another_version_until_rebuild() {
         &Store::open(&data).unwrap(),
         &MemoryViews::from_events(&events),
     );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_say_each_state_change_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = unique_topology("logs");
+    // Nothing listens on port 1: the consumer keeps reconnecting.
+    let service = Service::start_with_url(
+        &dir.path().join("data"),
+        &topology,
+        "amqp://audrey:s3cret@127.0.0.1:1/%2f",
+        &["--log-format", "json"],
+    );
+    wait_until(Duration::from_secs(20), "two reconnection attempts", || {
+        service
+            .log_text()
+            .matches("AMQP disconnected; reconnecting")
+            .count()
+            >= 2
+    });
+    assert_eq!(service.get("/health").status, 503);
+    let log_file = service.log.clone();
+    assert_eq!(service.stop(), Some(0));
+    let log = std::fs::read_to_string(log_file).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages.contains(&"serving reports"), "{messages:?}");
+    assert!(messages.contains(&"stopped cleanly"), "{messages:?}");
+    assert!(
+        !log.contains("s3cret"),
+        "the password is never logged: {log}"
+    );
+    assert!(log.contains("amqp://audrey:***@127.0.0.1:1"), "{log}");
 }
