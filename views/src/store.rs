@@ -20,13 +20,14 @@
 //! One writer at a time (a mutex); readers take a snapshot
 //! ([`Store::reader`]) so one report is consistent.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, IteratorMode,
+    Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,6 +38,13 @@ use crate::event::{Event, DEFAULT_MAX_EVENT_BYTES};
 use crate::model::{stable_hash, ConfigServer, Counts, Deployment, InstanceState, Service};
 use crate::projection::{self, Effect, ViewRead, ViewWrite};
 use crate::query::ListDeployments;
+
+/// The memtables of all column families together.
+const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
+/// One column family's memtable.
+const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// The block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 48 << 20;
 
 /// Bumped whenever the projection or the row encoding changes meaning:
 /// views of another version must be rebuilt from the event log.
@@ -154,10 +162,21 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // All memtables together stay under this (RocksDB's default is
+        // 64 MiB per column family, nine of them): bounded memory.
+        options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        // One block cache for every family, and bloom filters so that
+        // point reads of rows that are not there skip the files.
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = COLUMN_FAMILIES.iter().map(|name| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf.set_block_based_table_factory(&table);
+            cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let fresh = !path.join("CURRENT").exists();
@@ -257,6 +276,7 @@ impl Store {
         Reader {
             store: self,
             snapshot: self.db.snapshot(),
+            scanners: Scanners::new(),
         }
     }
 
@@ -304,6 +324,7 @@ impl Store {
 pub struct Reader<'s> {
     store: &'s Store,
     snapshot: SnapshotWithThreadMode<'s, DB>,
+    scanners: Scanners<'s>,
 }
 
 /// Sees one key and value of a scan; returns whether to go on.
@@ -312,69 +333,97 @@ type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> +
 /// Raw key-value access, from the live DB (for the single writer) or from
 /// a snapshot (for readers).
 trait Raw {
-    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Visits keys starting with `prefix`, in order, until `visit` says stop.
     fn scan(
         &self,
-        cf: &str,
+        cf: &'static str,
         prefix: &[u8],
         visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError>;
 }
 
-impl Raw for Store {
-    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+/// One raw iterator per column family, created on first use and re-seeked
+/// after: creating a RocksDB iterator costs far more than a seek, and a
+/// report or a batch scans the services of many instances.
+struct Scanners<'s> {
+    iterators: RefCell<HashMap<&'static str, DBRawIteratorWithThreadMode<'s, DB>>>,
+}
+
+impl<'s> Scanners<'s> {
+    fn new() -> Self {
+        Self {
+            iterators: RefCell::new(HashMap::new()),
+        }
     }
 
     fn scan(
         &self,
-        cf: &str,
+        cf: &'static str,
         prefix: &[u8],
+        create: impl FnOnce() -> DBRawIteratorWithThreadMode<'s, DB>,
         visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let mode = IteratorMode::From(prefix, Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(cf), mode) {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) || !visit(&key, &value)? {
+        let mut iterators = self.iterators.borrow_mut();
+        let iterator = iterators.entry(cf).or_insert_with(create);
+        iterator.seek(prefix);
+        while iterator.valid() {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            if !key.starts_with(prefix) || !visit(key, value)? {
                 break;
             }
+            iterator.next();
         }
+        iterator.status()?;
         Ok(())
     }
 }
 
 impl Raw for Reader<'_> {
-    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.snapshot.get_cf(self.store.cf(cf), key)?)
     }
 
     fn scan(
         &self,
-        cf: &str,
+        cf: &'static str,
         prefix: &[u8],
         visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let mode = IteratorMode::From(prefix, Direction::Forward);
-        let mut options = ReadOptions::default();
-        options.set_snapshot(&self.snapshot);
-        for item in self
-            .store
-            .db
-            .iterator_cf_opt(self.store.cf(cf), options, mode)
-        {
-            let (key, value) = item?;
-            if !key.starts_with(prefix) || !visit(&key, &value)? {
-                break;
-            }
-        }
-        Ok(())
+        let create = || {
+            let mut options = ReadOptions::default();
+            options.set_snapshot(&self.snapshot);
+            self.store
+                .db
+                .raw_iterator_cf_opt(self.store.cf(cf), options)
+        };
+        self.scanners.scan(cf, prefix, create, visit)
+    }
+}
+
+impl Raw for Pending<'_> {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.store.db.get_cf(self.store.cf(cf), key)?)
+    }
+
+    /// Scans the committed data: nothing else writes while a batch is
+    /// pending (the writer lock), so iterators made early stay current.
+    fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: &mut KeyValueVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let create = || self.store.db.raw_iterator_cf(self.store.cf(cf));
+        self.scanners.scan(cf, prefix, create, visit)
     }
 }
 
 fn get_row<T: DeserializeOwned>(
     raw: &impl Raw,
-    cf: &str,
+    cf: &'static str,
     key: &[u8],
 ) -> Result<Option<T>, StoreError> {
     raw.get(cf, key)?
@@ -497,12 +546,14 @@ struct Pending<'s> {
     instances: HashMap<InstanceId, Option<InstanceState>>,
     config_servers: HashMap<String, ConfigServer>,
     counts: Option<Counts>,
+    scanners: Scanners<'s>,
 }
 
 impl<'s> Pending<'s> {
     fn new(store: &'s Store) -> Self {
         Self {
             store,
+            scanners: Scanners::new(),
             deployments: HashMap::new(),
             instances: HashMap::new(),
             config_servers: HashMap::new(),
@@ -510,10 +561,10 @@ impl<'s> Pending<'s> {
         }
     }
 
-    fn write_into(self, batch: &mut WriteBatch) -> Result<(), StoreError> {
+    fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         let store = self.store;
         for (id, row) in &self.deployments {
-            let before: Option<Deployment> = get_row(store, CF_DEPLOYMENTS, id.as_bytes())?;
+            let before: Option<Deployment> = get_row(self, CF_DEPLOYMENTS, id.as_bytes())?;
             if let Some(before) = before.filter(|b| b.deleted.is_none()) {
                 batch.delete_cf(
                     store.cf(CF_DEPLOYMENT_STATUS),
@@ -532,7 +583,7 @@ impl<'s> Pending<'s> {
         }
         for (id, state) in &self.instances {
             let mut stale_services: Vec<Vec<u8>> = Vec::new();
-            store.scan(CF_SERVICES, id.as_bytes(), &mut |key, _| {
+            self.scan(CF_SERVICES, id.as_bytes(), &mut |key, _| {
                 stale_services.push(key.to_vec());
                 Ok(true)
             })?;
@@ -552,7 +603,7 @@ impl<'s> Pending<'s> {
                     }
                 }
                 None => {
-                    if let Some(before) = read_instance(store, *id)? {
+                    if let Some(before) = read_instance(self, *id)? {
                         batch.delete_cf(
                             store.cf(CF_MEMBERS),
                             member_key(before.instance.deployment, *id),
@@ -579,18 +630,18 @@ impl ViewRead for Pending<'_> {
     fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
         match self.deployments.get(&id) {
             Some(row) => Ok(Some(row.clone())),
-            None => get_row(self.store, CF_DEPLOYMENTS, id.as_bytes()),
+            None => get_row(self, CF_DEPLOYMENTS, id.as_bytes()),
         }
     }
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.clone()),
-            None => read_instance(self.store, id),
+            None => read_instance(self, id),
         }
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
         let mut members: std::collections::BTreeSet<InstanceId> =
-            read_members(self.store, id)?.into_iter().collect();
+            read_members(self, id)?.into_iter().collect();
         for (instance, state) in &self.instances {
             match state {
                 Some(s) if s.instance.deployment == id => {
@@ -606,11 +657,11 @@ impl ViewRead for Pending<'_> {
     fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError> {
         match self.config_servers.get(source) {
             Some(row) => Ok(Some(row.clone())),
-            None => get_row(self.store, CF_CONFIG_SERVERS, source.as_bytes()),
+            None => get_row(self, CF_CONFIG_SERVERS, source.as_bytes()),
         }
     }
     fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError> {
-        let mut rows: BTreeMap<String, ConfigServer> = read_config_servers(self.store)?
+        let mut rows: BTreeMap<String, ConfigServer> = read_config_servers(self)?
             .into_iter()
             .map(|r| (r.source.clone(), r))
             .collect();
@@ -620,7 +671,7 @@ impl ViewRead for Pending<'_> {
     fn counts(&self) -> Result<Counts, StoreError> {
         match self.counts {
             Some(counts) => Ok(counts),
-            None => read_counts(self.store),
+            None => read_counts(self),
         }
     }
 }
