@@ -26,7 +26,7 @@ WORKDIR /app
 # to those never invalidate this layer).
 COPY . .
 RUN cargo build --release --locked -p audrey-reporting \
- && test -x /app/target/release/audrey-reporting
+ && strip /app/target/release/audrey-reporting
 
 # ---------------------------------------------------------------------------
 # Runtime

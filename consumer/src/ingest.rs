@@ -3,7 +3,8 @@
 //! Each round takes the first delivery, then every delivery already
 //! buffered (up to `batch_size`): while one batch is being synced to disk
 //! the next one accumulates, so the fsync cost is shared by many events
-//! (group commit). Per round:
+//! (group commit). A reader stage decodes the next batch while a writer
+//! stage applies the current one. Per round:
 //!
 //! 1. decode every delivery; an invalid one is published to the
 //!    dead-letter exchange with the reason in headers (confirmed), or, if
@@ -114,6 +115,15 @@ pub async fn run(
     }
 }
 
+/// A batch decoded by the reader stage, for the writer stage.
+struct Prepared {
+    /// The valid events, in delivery order.
+    events: Vec<Event>,
+    /// The last delivery the batch's multiple-ack settles (rejected ones
+    /// are settled already).
+    last_settled_by_ack: Option<u64>,
+}
+
 /// One connection's life.
 struct Session<'a> {
     config: &'a IngestConfig,
@@ -160,40 +170,55 @@ impl Session<'_> {
             "AMQP connected; consuming"
         );
 
-        loop {
-            let first = tokio::select! {
-                biased;
-                _ = shutdown.changed() => None,
-                next = consumer.next() => Some(next),
-            };
-            let Some(first) = first else { break };
-            let first = first.ok_or_else(|| anyhow!("the broker cancelled the consumer"))??;
-            let mut deliveries = vec![first];
-            while deliveries.len() < config.batch_size {
-                match poll_once(consumer.next()).await {
-                    Some(Some(delivery)) => deliveries.push(delivery?),
-                    Some(None) | None => break,
+        // Two stages, one batch apart: while the writer syncs batch N and
+        // acknowledges it, the reader decodes batch N+1. Batches and their
+        // acks stay in order; the first error ends both.
+        let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let this = &*self;
+        let reader = async {
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => None,
+                    next = consumer.next() => Some(next),
+                };
+                let Some(first) = first else { break };
+                let first = first.ok_or_else(|| anyhow!("the broker cancelled the consumer"))??;
+                let mut deliveries = vec![first];
+                while deliveries.len() < config.batch_size {
+                    match poll_once(consumer.next()).await {
+                        Some(Some(delivery)) => deliveries.push(delivery?),
+                        Some(None) | None => break,
+                    }
+                }
+                let prepared = this.prepare(&channel, &dead_letters, deliveries).await?;
+                if to_writer.send(prepared).await.is_err() || *shutdown.borrow() {
+                    break;
                 }
             }
-            self.process(&channel, &dead_letters, deliveries).await?;
-            if *shutdown.borrow() {
-                break;
+            drop(to_writer);
+            Ok::<(), anyhow::Error>(())
+        };
+        let writer = async {
+            while let Some(prepared) = from_reader.recv().await {
+                this.apply_and_ack(&channel, prepared).await?;
             }
-        }
+            Ok::<(), anyhow::Error>(())
+        };
+        tokio::try_join!(reader, writer)?;
         // Deliveries prefetched but not processed go back to the queue.
         let _ = channel.close(200, "shutting down".into()).await;
         let _ = connection.close(200, "shutting down".into()).await;
         Ok(())
     }
 
-    /// Dead-letters the invalid deliveries, applies the valid ones in one
-    /// synced batch, then acknowledges the lot.
-    async fn process(
-        &mut self,
+    /// Decodes a batch of deliveries and dead-letters the invalid ones.
+    async fn prepare(
+        &self,
         channel: &Channel,
         dead_letters: &Channel,
         deliveries: Vec<Delivery>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Prepared> {
         let mut events = Vec::with_capacity(deliveries.len());
         let mut last_settled_by_ack = None;
         for delivery in &deliveries {
@@ -212,6 +237,19 @@ impl Session<'_> {
                 }
             }
         }
+        Ok(Prepared {
+            events,
+            last_settled_by_ack,
+        })
+    }
+
+    /// Applies a prepared batch in one synced write, then acknowledges
+    /// everything up to its last delivery.
+    async fn apply_and_ack(&self, channel: &Channel, prepared: Prepared) -> anyhow::Result<()> {
+        let Prepared {
+            events,
+            last_settled_by_ack,
+        } = prepared;
         if !events.is_empty() {
             let store = Arc::clone(self.store);
             let started = Instant::now();
@@ -255,7 +293,7 @@ impl Session<'_> {
     /// batch: returns false). If that fails, rejects it without requeue so
     /// the broker dead-letters it without our headers (returns true).
     async fn dead_letter(
-        &mut self,
+        &self,
         channel: &Channel,
         dead_letters: &Channel,
         delivery: &Delivery,
