@@ -547,6 +547,12 @@ struct Pending<'s> {
     config_servers: HashMap<String, ConfigServer>,
     counts: Option<Counts>,
     scanners: Scanners<'s>,
+    /// Rows as committed before this batch, read once: later reads of the
+    /// same row skip RocksDB, and writing compares with them so that only
+    /// what changed is written (an unchanged service row is not rewritten
+    /// each time its instance changes).
+    committed_deployments: RefCell<HashMap<DeploymentId, Option<Deployment>>>,
+    committed_instances: RefCell<HashMap<InstanceId, Option<InstanceState>>>,
 }
 
 impl<'s> Pending<'s> {
@@ -558,13 +564,40 @@ impl<'s> Pending<'s> {
             instances: HashMap::new(),
             config_servers: HashMap::new(),
             counts: None,
+            committed_deployments: RefCell::new(HashMap::new()),
+            committed_instances: RefCell::new(HashMap::new()),
         }
+    }
+
+    fn committed_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        if let Some(row) = self.committed_deployments.borrow().get(&id) {
+            return Ok(row.clone());
+        }
+        let row: Option<Deployment> = get_row(self, CF_DEPLOYMENTS, id.as_bytes())?;
+        self.committed_deployments
+            .borrow_mut()
+            .insert(id, row.clone());
+        Ok(row)
+    }
+
+    fn committed_instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        if let Some(state) = self.committed_instances.borrow().get(&id) {
+            return Ok(state.clone());
+        }
+        let state = read_instance(self, id)?;
+        self.committed_instances
+            .borrow_mut()
+            .insert(id, state.clone());
+        Ok(state)
     }
 
     fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         let store = self.store;
         for (id, row) in &self.deployments {
-            let before: Option<Deployment> = get_row(self, CF_DEPLOYMENTS, id.as_bytes())?;
+            let before = self.committed_deployment(*id)?;
+            if before.as_ref() == Some(row) {
+                continue;
+            }
             if let Some(before) = before.filter(|b| b.deleted.is_none()) {
                 batch.delete_cf(
                     store.cf(CF_DEPLOYMENT_STATUS),
@@ -582,38 +615,45 @@ impl<'s> Pending<'s> {
             batch.put_cf(store.cf(CF_DEPLOYMENTS), id.as_bytes(), encode(row));
         }
         for (id, state) in &self.instances {
-            let mut stale_services: Vec<Vec<u8>> = Vec::new();
-            self.scan(CF_SERVICES, id.as_bytes(), &mut |key, _| {
-                stale_services.push(key.to_vec());
-                Ok(true)
-            })?;
-            match state {
-                Some(state) => {
-                    let deployment = state.instance.deployment;
-                    batch.put_cf(
-                        store.cf(CF_INSTANCES),
-                        id.as_bytes(),
-                        encode(&state.instance),
-                    );
-                    batch.put_cf(store.cf(CF_MEMBERS), member_key(deployment, *id), []);
-                    for service in state.services.values() {
-                        let key = service_key(*id, &service.name);
-                        stale_services.retain(|k| *k != key);
-                        batch.put_cf(store.cf(CF_SERVICES), key, encode(service));
-                    }
-                }
-                None => {
-                    if let Some(before) = read_instance(self, *id)? {
-                        batch.delete_cf(
-                            store.cf(CF_MEMBERS),
-                            member_key(before.instance.deployment, *id),
-                        );
-                    }
-                    batch.delete_cf(store.cf(CF_INSTANCES), id.as_bytes());
+            let before = self.committed_instance(*id)?;
+            let before_services = before.as_ref().map(|b| &b.services);
+            if let Some(before) = &before {
+                let moved = state
+                    .as_ref()
+                    .is_none_or(|s| s.instance.deployment != before.instance.deployment);
+                if moved {
+                    let key = member_key(before.instance.deployment, *id);
+                    batch.delete_cf(store.cf(CF_MEMBERS), key);
                 }
             }
-            for key in stale_services {
-                batch.delete_cf(store.cf(CF_SERVICES), key);
+            match state {
+                Some(state) => {
+                    if before.as_ref().map(|b| &b.instance) != Some(&state.instance) {
+                        let row = encode(&state.instance);
+                        batch.put_cf(store.cf(CF_INSTANCES), id.as_bytes(), row);
+                    }
+                    if before.as_ref().map(|b| b.instance.deployment)
+                        != Some(state.instance.deployment)
+                    {
+                        let key = member_key(state.instance.deployment, *id);
+                        batch.put_cf(store.cf(CF_MEMBERS), key, []);
+                    }
+                    for (name, service) in &state.services {
+                        if before_services.and_then(|b| b.get(name)) != Some(service) {
+                            let key = service_key(*id, name);
+                            batch.put_cf(store.cf(CF_SERVICES), key, encode(service));
+                        }
+                    }
+                }
+                None => batch.delete_cf(store.cf(CF_INSTANCES), id.as_bytes()),
+            }
+            for name in before_services.into_iter().flat_map(|b| b.keys()) {
+                let kept = state
+                    .as_ref()
+                    .is_some_and(|s| s.services.contains_key(name));
+                if !kept {
+                    batch.delete_cf(store.cf(CF_SERVICES), service_key(*id, name));
+                }
             }
         }
         for (source, row) in &self.config_servers {
@@ -630,13 +670,13 @@ impl ViewRead for Pending<'_> {
     fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
         match self.deployments.get(&id) {
             Some(row) => Ok(Some(row.clone())),
-            None => get_row(self, CF_DEPLOYMENTS, id.as_bytes()),
+            None => self.committed_deployment(id),
         }
     }
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.clone()),
-            None => read_instance(self, id),
+            None => self.committed_instance(id),
         }
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
