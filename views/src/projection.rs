@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use crate::event::{Awaited, Event, EventData, InstanceRegistration as RegistrationEvent};
 use crate::model::{
-    ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, InstanceState,
-    Service, Stamp, Tally,
+    ConfigServer, Counts, Deployment, DeploymentRegistration, Instance, InstanceRegistration,
+    InstanceState, Service, Stamp, Tally,
 };
 use crate::store::StoreError;
 
@@ -28,6 +28,11 @@ use crate::store::StoreError;
 pub trait ViewRead {
     fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError>;
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError>;
+    /// The instance row alone, without its services (what a reference's
+    /// source needs); stores may answer it more cheaply.
+    fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        Ok(self.instance(id)?.map(|s| s.instance))
+    }
     /// Every instance of a deployment (known from any event).
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError>;
     fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError>;

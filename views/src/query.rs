@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 use crate::event::Awaited;
-use crate::model::{ConfigServer, Counts, Deployment, InstanceState, Service};
+use crate::model::{ConfigServer, Counts, Deployment, Instance, InstanceState, Service};
 use crate::projection::ViewRead;
 use crate::store::StoreError;
 
@@ -357,6 +357,12 @@ pub fn deployment_report(
         .then(|| members.iter().filter_map(|s| s.instance.completed).max());
 
     let mut sources = SourceCache::new(views);
+    // Most references point inside the deployment: its instances are in hand.
+    for state in &members {
+        sources
+            .seen
+            .insert(state.instance.uuid, Some(state.instance.clone()));
+    }
     let mut unresolved = Vec::new();
     for state in &members {
         for service in state.visible_services() {
@@ -498,10 +504,10 @@ fn service_of<V: ViewRead>(
     })
 }
 
-/// Looks up source instances once per report.
+/// Looks up source instances (their rows only) once per report.
 struct SourceCache<'v, V> {
     views: &'v V,
-    seen: HashMap<InstanceId, Option<InstanceState>>,
+    seen: HashMap<InstanceId, Option<Instance>>,
 }
 
 impl<'v, V: ViewRead> SourceCache<'v, V> {
@@ -524,12 +530,12 @@ impl<'v, V: ViewRead> SourceCache<'v, V> {
                 continue;
             };
             if !self.seen.contains_key(&source) {
-                let state = self.views.instance(source)?;
-                self.seen.insert(source, state);
+                let row = self.views.instance_row(source)?;
+                self.seen.insert(source, row);
             }
             let provided = self.seen[&source]
                 .as_ref()
-                .is_some_and(|s| s.instance.has_provided(&awaited));
+                .is_some_and(|i| i.has_provided(&awaited));
             if !provided {
                 out.push((
                     parameter.name.clone(),

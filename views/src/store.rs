@@ -35,7 +35,9 @@ use thiserror::Error;
 
 use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 use crate::event::{Event, DEFAULT_MAX_EVENT_BYTES};
-use crate::model::{stable_hash, ConfigServer, Counts, Deployment, InstanceState, Service};
+use crate::model::{
+    stable_hash, ConfigServer, Counts, Deployment, Instance, InstanceState, Service,
+};
 use crate::projection::{self, Effect, ViewRead, ViewWrite};
 use crate::query::ListDeployments;
 
@@ -501,6 +503,9 @@ fn scan_deployments(
 impl ViewRead for Reader<'_> {
     fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
         get_row(self, CF_DEPLOYMENTS, id.as_bytes())
+    }
+    fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        get_row(self, CF_INSTANCES, id.as_bytes())
     }
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         read_instance(self, id)
