@@ -176,9 +176,20 @@ impl Store {
             table.set_bloom_filter(10.0, false);
             table.set_cache_index_and_filter_blocks(true);
             let mut cf = Options::default();
-            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // The raw log (JSON) compresses well; view rows are small
+            // postcard and read on every report: they stay uncompressed.
+            let compression = if [CF_EVENTS, CF_DEDUP].contains(name) {
+                rocksdb::DBCompressionType::Lz4
+            } else {
+                rocksdb::DBCompressionType::None
+            };
+            cf.set_compression_type(compression);
             cf.set_block_based_table_factory(&table);
             cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
+            // Most dedup lookups miss: a memtable bloom filter answers them
+            // without walking the memtable.
+            cf.set_memtable_whole_key_filtering(true);
+            cf.set_memtable_prefix_bloom_ratio(0.05);
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let fresh = !path.join("CURRENT").exists();
