@@ -1,0 +1,210 @@
+//! Benchmarks 1 and 5: how fast the service drains a pre-filled queue
+//! (durably: WAL synced before each ack), against a consumer that only acks
+//! an identically pre-filled queue; its peak RSS meanwhile; its bytes on
+//! disk afterwards.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use audrey_consumer::Topology;
+use audrey_views::memory::MemoryViews;
+use audrey_views::{query, Store, Timestamp};
+
+use crate::amqp;
+use crate::http::{metric_sum, Client};
+use crate::service::{dir_bytes, CpuUse, CpuWatch, Perf, Service};
+use crate::streams;
+use crate::Ctx;
+
+/// The service's defaults, which the baseline copies.
+pub const PREFETCH: u16 = 2000;
+pub const BATCH_SIZE: usize = 1000;
+
+pub struct IngestResult {
+    pub events: usize,
+    pub deployments: usize,
+    pub instances: usize,
+    pub publish_rate: f64,
+    pub baseline_rate: f64,
+    pub service_rate: f64,
+    /// From spawning the process to /health ready.
+    pub service_startup: Duration,
+    /// CPU seconds the service used per second of the drain.
+    pub service_cpu_share: f64,
+    /// The machine and the broker while the service drained, and while
+    /// the baseline did.
+    pub service_drain_cpu: CpuUse,
+    pub baseline_drain_cpu: CpuUse,
+    pub peak_rss: u64,
+    pub disk_bytes: u64,
+    /// Where the views are (benchmark 2 goes on with them).
+    pub data_dir: PathBuf,
+    pub topology: Topology,
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<IngestResult> {
+    let count = ctx.plan.ingest_events;
+    let start = Timestamp::now().plus_seconds(-7_200.0);
+    let events = streams::realistic(1, count, start, true);
+    let deployments = streams::deployments(&events).len();
+    let instances = streams::instances(&events).len();
+    eprintln!(
+        "[ingest] {count} events: {deployments} deployments, {instances} instances, 4 config servers"
+    );
+
+    let topology = ctx.topology("ingest");
+    let baseline = amqp::twin_queue(&topology, "baseline");
+    ctx.remember(&baseline);
+    ctx.rt.block_on(async {
+        amqp::declare(&ctx.url, &topology).await?;
+        amqp::declare(&ctx.url, &baseline).await
+    })?;
+    let publish = ctx
+        .rt
+        .block_on(amqp::publish(&ctx.url, &topology, &events, 1000))?;
+    let publish_rate = count as f64 / publish.as_secs_f64();
+    eprintln!(
+        "[ingest] published to both queues in {:.1} s ({publish_rate:.0} events/s)",
+        publish.as_secs_f64()
+    );
+    for queue in [&topology.queue, &baseline.queue] {
+        wait_for_ready_messages(ctx, queue, count as u32)?;
+    }
+
+    // The baseline first: the broker holds both queues full while it runs.
+    let watch = CpuWatch::start();
+    let drained = ctx.rt.block_on(amqp::baseline_drain(
+        &ctx.url,
+        &baseline.queue,
+        PREFETCH,
+        BATCH_SIZE,
+        count as u64,
+    ))?;
+    let baseline_drain_cpu = watch.stop();
+    ensure!(
+        drained.received == count as u64,
+        "the baseline received {} of {count} events",
+        drained.received
+    );
+    let baseline_rate = count as f64 / drained.elapsed.as_secs_f64();
+    eprintln!(
+        "[ingest] baseline (ack only) drained in {:.2} s: {baseline_rate:.0} events/s; {}",
+        drained.elapsed.as_secs_f64(),
+        baseline_drain_cpu.describe()
+    );
+    ctx.rt
+        .block_on(amqp::remove_queue(&ctx.url, &baseline.queue));
+
+    let data_dir = ctx.work.join("ingest-data");
+    let watch = CpuWatch::start();
+    let started = Instant::now();
+    let mut service = Service::start(&ctx.binary, &data_dir, &ctx.url, &topology)?;
+    let perf = Perf::attach(ctx.perf_dir.as_deref(), service.pid(), "ingest-drain");
+    service.wait_ready(Duration::from_secs(60))?;
+    let service_startup = started.elapsed();
+    let mut client = Client::new(service.port);
+    let timeout = Duration::from_secs(120).max(Duration::from_millis(count as u64));
+    loop {
+        if service.events_settled(&mut client)? >= count as f64 {
+            break;
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "the service applied only {} of {count} events in {timeout:?}",
+                service.events_settled(&mut client)?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    let service_drain_cpu = watch.stop();
+    perf.stop();
+    let service_rate = count as f64 / elapsed.as_secs_f64();
+    let peak_rss = service.peak_rss()?;
+    let service_cpu_share = service.cpu_time()?.as_secs_f64() / elapsed.as_secs_f64();
+    eprintln!(
+        "[ingest] service drained in {:.2} s (ready after {:.2} s): {service_rate:.0} events/s, \
+         service {:.2} cores, {}; peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        service_startup.as_secs_f64(),
+        service_cpu_share,
+        service_drain_cpu.describe(),
+        peak_rss as f64 / 1048576.0
+    );
+
+    // Nothing lost, nothing counted twice, nothing dead-lettered.
+    let metrics = client.get("/metrics", None)?.text();
+    let consumed = metric_sum(&metrics, "audrey_events_consumed_total");
+    let duplicates = metric_sum(&metrics, "audrey_events_duplicate_total");
+    let dead = metric_sum(&metrics, "audrey_events_dead_lettered_total");
+    ensure!(
+        consumed == count as f64 && duplicates == 0.0 && dead == 0.0,
+        "the service consumed {consumed}, found {duplicates} duplicates and dead-lettered \
+         {dead} of {count} events"
+    );
+    service.stop()?;
+    let disk_bytes = dir_bytes(&data_dir)?;
+    let (ready, _) = ctx
+        .rt
+        .block_on(amqp::queue_state(&ctx.url, &topology.queue))?;
+    let (dead_letters, _) = ctx
+        .rt
+        .block_on(amqp::queue_state(&ctx.url, &topology.dead_letter_queue))?;
+    ensure!(
+        ready == 0 && dead_letters == 0,
+        "after the drain the queue holds {ready} and the dead-letter queue {dead_letters}"
+    );
+    assert_views_match(&data_dir, &events)?;
+    eprintln!(
+        "[ingest] stored views equal the projection of the {count} events; {:.1} MiB on disk",
+        disk_bytes as f64 / 1048576.0
+    );
+    Ok(IngestResult {
+        events: count,
+        deployments,
+        instances,
+        publish_rate,
+        baseline_rate,
+        service_rate,
+        service_startup,
+        service_cpu_share,
+        service_drain_cpu,
+        baseline_drain_cpu,
+        peak_rss,
+        disk_bytes,
+        data_dir,
+        topology,
+    })
+}
+
+fn wait_for_ready_messages(ctx: &Ctx, queue: &str, count: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let (ready, _) = ctx.rt.block_on(amqp::queue_state(&ctx.url, queue))?;
+        if ready >= count {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("queue {queue} holds {ready} of the {count} events published");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The counts the store keeps equal those of the pure projection of
+/// `events` (every event made it, once).
+pub fn assert_views_match(
+    data_dir: &std::path::Path,
+    events: &[audrey_views::Event],
+) -> anyhow::Result<()> {
+    let expected = MemoryViews::from_events(events);
+    let store = Store::open(data_dir).context("opening the store after the run")?;
+    let counts = query::counts(&store.reader())?;
+    ensure!(
+        counts == expected.counts,
+        "the stored counts differ from the projection of the events published:\n  stored   {counts:?}\n  expected {:?}",
+        expected.counts
+    );
+    Ok(())
+}
