@@ -138,34 +138,8 @@ impl BatchOutcome {
 pub struct Store {
     pub(crate) db: DB,
     path: PathBuf,
-    /// One batch at a time: a batch reads rows, then writes them. It also
-    /// holds the instances the writer saw last, decoded: the only writer
-    /// knows they are current, and an event's instance is usually one that
-    /// a recent batch touched.
-    pub(crate) writer: Mutex<InstanceCache>,
-}
-
-/// Committed instance states, decoded, kept across batches by the writer.
-#[derive(Default)]
-pub(crate) struct InstanceCache {
-    states: HashMap<InstanceId, Option<InstanceState>>,
-}
-
-impl InstanceCache {
-    /// Enough for the active instances of many deployments; past it the
-    /// cache starts over (a miss only costs a RocksDB read).
-    const MAX_INSTANCES: usize = 50_000;
-
-    pub(crate) fn clear(&mut self) {
-        self.states.clear();
-    }
-
-    fn remember(&mut self, id: InstanceId, state: Option<InstanceState>) {
-        if self.states.len() >= Self::MAX_INSTANCES && !self.states.contains_key(&id) {
-            self.states.clear();
-        }
-        self.states.insert(id, state);
-    }
+    /// One batch at a time: a batch reads rows, then writes them.
+    pub(crate) writer: Mutex<()>,
 }
 
 impl Store {
@@ -223,7 +197,7 @@ impl Store {
         let store = Store {
             db,
             path,
-            writer: Mutex::new(InstanceCache::default()),
+            writer: Mutex::new(()),
         };
         if fresh {
             store.put_meta(KEY_VERSION, &VIEWS_VERSION)?;
@@ -263,8 +237,8 @@ impl Store {
     /// projection, counts, all in one `WriteBatch`, WAL synced before
     /// returning.
     pub fn apply_batch(&self, events: &[Event]) -> Result<BatchOutcome, StoreError> {
-        let mut cache = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_locked(&mut cache, events, true)
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_locked(events, true)
     }
 
     /// Applies events with the writer lock held. `record`: dedup, log and
@@ -272,11 +246,10 @@ impl Store {
     /// not synced (a rebuild replaying the log, flushed at its end).
     pub(crate) fn apply_locked(
         &self,
-        cache: &mut InstanceCache,
         events: &[Event],
         record: bool,
     ) -> Result<BatchOutcome, StoreError> {
-        let mut pending = Pending::new(self, std::mem::take(cache));
+        let mut pending = Pending::new(self);
         let mut outcomes = Vec::with_capacity(events.len());
         let mut batch = WriteBatch::default();
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
@@ -308,8 +281,6 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(record);
         self.db.write_opt(batch, &options)?;
-        // Written: what the batch made is now what is committed.
-        *cache = pending.into_cache();
         Ok(BatchOutcome { outcomes })
     }
 
@@ -597,13 +568,11 @@ struct Pending<'s> {
     /// what changed is written (an unchanged service row is not rewritten
     /// each time its instance changes).
     committed_deployments: RefCell<HashMap<DeploymentId, Option<Deployment>>>,
-    committed_instances: RefCell<InstanceCache>,
+    committed_instances: RefCell<HashMap<InstanceId, Option<InstanceState>>>,
 }
 
 impl<'s> Pending<'s> {
-    /// A batch over the store, starting from the writer's cache (taken:
-    /// if the batch fails, the cache is lost with it, never left stale).
-    fn new(store: &'s Store, cache: InstanceCache) -> Self {
+    fn new(store: &'s Store) -> Self {
         Self {
             store,
             scanners: Scanners::new(),
@@ -612,17 +581,8 @@ impl<'s> Pending<'s> {
             config_servers: HashMap::new(),
             counts: None,
             committed_deployments: RefCell::new(HashMap::new()),
-            committed_instances: RefCell::new(cache),
+            committed_instances: RefCell::new(HashMap::new()),
         }
-    }
-
-    /// After the batch is written: the cache, updated with what it wrote.
-    fn into_cache(self) -> InstanceCache {
-        let mut cache = self.committed_instances.into_inner();
-        for (id, state) in self.instances {
-            cache.remember(id, state);
-        }
-        cache
     }
 
     fn committed_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
@@ -637,13 +597,13 @@ impl<'s> Pending<'s> {
     }
 
     fn committed_instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
-        if let Some(state) = self.committed_instances.borrow().states.get(&id) {
+        if let Some(state) = self.committed_instances.borrow().get(&id) {
             return Ok(state.clone());
         }
         let state = read_instance(self, id)?;
         self.committed_instances
             .borrow_mut()
-            .remember(id, state.clone());
+            .insert(id, state.clone());
         Ok(state)
     }
 
