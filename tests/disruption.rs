@@ -23,6 +23,7 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rt = runtime();
     let topology = unique_topology("crash");
+    let _cleanup = RemoveOnDrop(topology.clone());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let events = realistic_stream(31, 450, 5);
@@ -68,7 +69,6 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
 
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &MemoryViews::from_events(&events));
-    rt.block_on(remove_topology(&topology));
 }
 
 fn rabbitmqctl(args: &[&str]) {
@@ -84,6 +84,7 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rt = runtime();
     let topology = unique_topology("restart");
+    let _cleanup = RemoveOnDrop(topology.clone());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let events = realistic_stream(41, 60, 4);
@@ -149,5 +150,4 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
     }
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &MemoryViews::from_events(&events));
-    rt.block_on(remove_topology(&topology));
 }

@@ -21,6 +21,7 @@ use lapin::types::{AMQPValue, FieldTable};
 fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     let rt = runtime();
     let topology = unique_topology("e2e");
+    let _cleanup = RemoveOnDrop(topology.clone());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let service = Service::start(&data, &topology, &[]);
@@ -81,7 +82,6 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     assert_eq!(service.stop(), Some(0), "SIGTERM ends the service with 0");
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &expected);
-    rt.block_on(remove_topology(&topology));
 }
 
 /// One bad message of each kind the contract names, with the reason the
@@ -138,6 +138,7 @@ fn poison(kind: usize, n: usize) -> (String, Vec<u8>, &'static str) {
 fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
     let rt = runtime();
     let topology = unique_topology("poison");
+    let _cleanup = RemoveOnDrop(topology.clone());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let service = Service::start(&data, &topology, &["--max-event-bytes", "4096"]);
@@ -224,5 +225,4 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
     assert_eq!(service.stop(), Some(0));
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &MemoryViews::from_events(&valid));
-    rt.block_on(remove_topology(&topology));
 }

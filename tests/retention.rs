@@ -22,8 +22,8 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 
 #[test]
 fn a_long_simulated_run_with_short_retention_keeps_the_log_bounded() {
-    let rt = runtime();
     let topology = unique_topology("retention");
+    let _cleanup = RemoveOnDrop(topology.clone());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let service = Service::start(
@@ -103,5 +103,4 @@ fn a_long_simulated_run_with_short_retention_keeps_the_log_bounded() {
     drop(store);
     let bytes = dir_bytes(&data);
     eprintln!("{published} events published; {logged} logged; {bytes} bytes on disk");
-    rt.block_on(remove_topology(&topology));
 }

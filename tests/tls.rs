@@ -121,6 +121,7 @@ fn the_service_consumes_over_amqps_and_keeps_credentials_out_of_its_logs() {
     let url = format!("amqps://guest:guest@localhost:{port}/%2f");
     let ca = dir.path().join("ca.pem");
     let topology = unique_topology("tls");
+    let _cleanup = RemoveOnDrop(topology.clone());
 
     // Without our CA, the certificate is not trusted: never ready.
     let untrusting = Service::start_with_url(&dir.path().join("untrusting"), &topology, &url, &[]);
@@ -164,5 +165,4 @@ fn the_service_consumes_over_amqps_and_keeps_credentials_out_of_its_logs() {
         "credentials in the log: {log}"
     );
     assert_eq!(service.stop(), Some(0));
-    rt.block_on(remove_topology(&topology));
 }

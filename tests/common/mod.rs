@@ -32,6 +32,18 @@ pub fn unique_topology(test: &str) -> Topology {
     Topology::with_prefix(&format!("test.{test}.{}.{nanos}", std::process::id()))
 }
 
+/// Deletes a test's queues and exchanges when dropped, so that a failing
+/// test leaves nothing behind either.
+pub struct RemoveOnDrop(pub Topology);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let topology = self.0.clone();
+        // A thread of its own: the drop may happen inside a runtime.
+        let _ = std::thread::spawn(move || runtime().block_on(remove_topology(&topology))).join();
+    }
+}
+
 /// Deletes the test's queues and exchanges.
 pub async fn remove_topology(topology: &Topology) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
