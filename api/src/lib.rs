@@ -52,7 +52,9 @@ impl Default for ApiSettings {
 
 /// What the handlers share.
 pub struct ApiState {
+    /// Every request reads a fresh snapshot of it.
     pub store: Arc<Store>,
+    /// Counted by every request; encoded by `/metrics`.
     pub metrics: Arc<Metrics>,
     pub settings: ApiSettings,
     /// Set by whoever runs the consumer; readiness needs it.

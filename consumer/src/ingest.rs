@@ -126,8 +126,11 @@ struct Prepared {
 
 /// One connection's life.
 struct Session<'a> {
+    /// How to connect and batch.
     config: &'a IngestConfig,
+    /// Where batches are applied (on blocking threads).
     store: &'a Arc<Store>,
+    /// Told of connections, batches and dead letters.
     observer: &'a dyn Observer,
 }
 
