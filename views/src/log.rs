@@ -13,8 +13,8 @@ use crate::domain::{DeploymentId, InstanceId, Timestamp};
 use crate::event::{Event, EventData, DEFAULT_MAX_EVENT_BYTES};
 use crate::model::Deployment;
 use crate::store::{
-    decode, dedup_key, Store, StoreError, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS, CF_META, KEY_COUNTS,
-    KEY_VERSION, VIEWS_VERSION, VIEW_FAMILIES,
+    decode, dedup_key, hex, Store, StoreError, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS, CF_META,
+    KEY_COUNTS, KEY_VERSION, VIEWS_VERSION, VIEW_FAMILIES,
 };
 
 /// Events replayed per unsynced batch during a rebuild.
@@ -56,7 +56,7 @@ impl Store {
                 }
                 total += 1;
             }
-            Ok(())
+            Ok(true)
         })?;
         Ok(HistoryPage { total, events })
     }
@@ -138,7 +138,7 @@ impl Store {
                     batch.delete_cf(self.cf(CF_DEDUP), dedup_key(&event.source, &event.id));
                     removed += 1;
                 }
-                Ok(())
+                Ok(true)
             })?;
             if removed > 0 {
                 self.write_synced(batch)?;
@@ -146,30 +146,22 @@ impl Store {
                 pruned.events += removed;
             }
         }
-        // Heartbeats: only the latest of each source matters to the views.
-        let mut latest: HashMap<String, (Timestamp, Vec<u8>)> = HashMap::new();
+        // Heartbeats: only the latest of each source matters to the views;
+        // the older ones go, with their dedup markers.
+        let mut latest: HashMap<String, (Vec<u8>, Vec<u8>)> = HashMap::new();
         let mut batch = WriteBatch::default();
         self.scan_log(&[0u8; 16], |key, event| {
-            let entry = latest
-                .entry(event.source.clone())
-                .or_insert((event.time, key.to_vec()));
-            if entry.1 != key {
-                // Keys are in time order: the one seen before is older.
-                batch.delete_cf(self.cf(CF_EVENTS), &entry.1);
+            let marker = dedup_key(&event.source, &event.id);
+            // Keys are in time order: the one seen before is older.
+            if let Some((older, older_marker)) =
+                latest.insert(event.source.clone(), (key.to_vec(), marker))
+            {
+                batch.delete_cf(self.cf(CF_EVENTS), older);
+                batch.delete_cf(self.cf(CF_DEDUP), older_marker);
                 pruned.events += 1;
-                *entry = (event.time, key.to_vec());
             }
-            batch.delete_cf(self.cf(CF_DEDUP), dedup_key(&event.source, &event.id));
-            Ok(())
+            Ok(true)
         })?;
-        // The latest heartbeats keep their dedup markers.
-        for (_, key) in latest.values() {
-            if let Some(bytes) = self.db.get_cf(self.cf(CF_EVENTS), key)? {
-                if let Ok(event) = Event::decode(&bytes, DEFAULT_MAX_EVENT_BYTES) {
-                    batch.put_cf(self.cf(CF_DEDUP), dedup_key(&event.source, &event.id), key);
-                }
-            }
-        }
         self.write_synced(batch)?;
         if pruned.events > 0 {
             self.db
@@ -197,11 +189,21 @@ impl Store {
         Ok(())
     }
 
-    /// Visits the log entries under a deployment prefix, decoded, in order.
+    /// Visits the accepted events in log order (by deployment, then time),
+    /// decoded. Stops early when `visit` returns false.
+    pub fn for_each_logged_event(
+        &self,
+        mut visit: impl FnMut(Event) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.scan_log(&[], |_, event| visit(event))
+    }
+
+    /// Visits the log entries under a deployment prefix, decoded, in order,
+    /// while `visit` returns true.
     fn scan_log(
         &self,
         prefix: &[u8],
-        mut visit: impl FnMut(&[u8], Event) -> Result<(), StoreError>,
+        mut visit: impl FnMut(&[u8], Event) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mode = IteratorMode::From(prefix, Direction::Forward);
         for item in self.db.iterator_cf(self.cf(CF_EVENTS), mode) {
@@ -211,11 +213,13 @@ impl Store {
             }
             let event = Event::decode(&value, DEFAULT_MAX_EVENT_BYTES).map_err(|e| {
                 StoreError::Corrupt {
-                    what: "logged event".into(),
+                    what: format!("event {}", hex(&key)),
                     problem: e.to_string(),
                 }
             })?;
-            visit(&key, event)?;
+            if !visit(&key, event)? {
+                break;
+            }
         }
         Ok(())
     }

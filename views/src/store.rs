@@ -26,15 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, IteratorMode,
-    Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options,
+    ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
-use crate::event::{Event, DEFAULT_MAX_EVENT_BYTES};
+use crate::event::Event;
 use crate::model::{
     stable_hash, ConfigServer, Counts, Deployment, Instance, InstanceState, Service,
 };
@@ -291,27 +291,6 @@ impl Store {
             snapshot: self.db.snapshot(),
             scanners: Scanners::new(),
         }
-    }
-
-    /// Visits the accepted events in log order (by deployment, then time),
-    /// decoded. Stops early when `visit` returns false.
-    pub fn for_each_logged_event(
-        &self,
-        mut visit: impl FnMut(Event) -> Result<bool, StoreError>,
-    ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.cf(CF_EVENTS), IteratorMode::Start) {
-            let (key, value) = item?;
-            let event = Event::decode(&value, DEFAULT_MAX_EVENT_BYTES).map_err(|e| {
-                StoreError::Corrupt {
-                    what: format!("event {}", hex(&key)),
-                    problem: e.to_string(),
-                }
-            })?;
-            if !visit(event)? {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// How many events the log holds (an estimate from RocksDB, for progress).
@@ -823,7 +802,7 @@ fn deployment_from_key(bytes: &[u8]) -> Result<DeploymentId, StoreError> {
         })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
