@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
+use audrey_views::model::fnv1a;
 use audrey_views::query::{self, DeploymentFilter};
 use audrey_views::{Status, StoreError};
 
@@ -84,7 +85,7 @@ pub async fn handle(
             },
         ),
     };
-    let response = frame(&method, &headers, answer, &state);
+    let response = frame(&method, &headers, answer);
     state.metrics.http_request(
         label,
         response.status().as_u16(),
@@ -441,12 +442,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
 }
 
 /// HTTP framing: headers, ETag and 304, HEAD without a body.
-fn frame(
-    method: &Method,
-    headers: &HeaderMap,
-    answer: Answer,
-    state: &ApiState,
-) -> warp::reply::Response {
+fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::Response {
     let mut builder = Response::builder()
         .header(header::CACHE_CONTROL, "no-cache")
         .header(header::CONTENT_TYPE, answer.content_type);
@@ -462,7 +458,7 @@ fn frame(
         );
     }
     if answer.cacheable && status == StatusCode::OK {
-        let etag = format!("\"{:016x}\"", fnv64(&body));
+        let etag = format!("\"{:016x}\"", fnv1a(body.iter().copied()));
         let matches = headers
             .get_all(header::IF_NONE_MATCH)
             .iter()
@@ -478,7 +474,6 @@ fn frame(
         }
         builder = builder.header(header::ETAG, etag);
     }
-    let _ = state;
     if *method == Method::HEAD {
         let length = body.len();
         builder = builder.header(header::CONTENT_LENGTH, HeaderValue::from(length));
@@ -489,11 +484,4 @@ fn frame(
         .body(body)
         .map(warp::reply::Reply::into_response)
         .unwrap_or_else(|_| warp::reply::Reply::into_response(StatusCode::INTERNAL_SERVER_ERROR))
-}
-
-/// FNV-1a over the body: a stable ETag for the same bytes.
-fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -32,12 +32,14 @@ impl Stamp {
 /// FNV-1a over `source \0 id`: stable across builds and platforms (unlike
 /// std's hasher), since stamps are stored.
 pub fn stable_hash(source: &str, id: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in source.bytes().chain([0u8]).chain(id.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    fnv1a(source.bytes().chain([0u8]).chain(id.bytes()))
+}
+
+/// 64-bit FNV-1a: small, stable, good enough for tiebreaks and ETags.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// How many of something are in each status.
