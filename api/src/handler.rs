@@ -146,6 +146,13 @@ async fn answer(
     } else {
         negotiate(headers).map_err(fail)?
     };
+    if route.reads_a_few_rows() {
+        // A handful of point reads, mostly from RocksDB's caches: cheaper
+        // than the hop to the blocking pool and back.
+        return run(&route, query, format, state)
+            .map(|a| (label, a))
+            .map_err(fail);
+    }
     let state = Arc::clone(state);
     let query = query.to_owned();
     let result = tokio::task::spawn_blocking(move || run(&route, &query, format, &state))
@@ -165,12 +172,13 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
     let ctx = state.report_context();
     let store = &state.store;
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
-    let report = |body_xml: Vec<u8>, json: &dyn erased::Json| -> Answer {
+    // Only the representation asked for is rendered.
+    let report = |body_xml: &dyn Fn() -> Vec<u8>, json: &dyn erased::Json| -> Answer {
         match format {
             Format::Xml => Answer {
                 status: StatusCode::OK,
                 content_type: XML,
-                body: body_xml,
+                body: body_xml(),
                 cacheable: true,
             },
             Format::Json => Answer {
@@ -185,17 +193,17 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
         Route::Deployment(id) => {
             let r = query::deployment_report(&store.reader(), *id, &ctx)?
                 .ok_or_else(|| not_found(format!("no deployment {id}")))?;
-            Ok(report(xml::deployment(&r), &r))
+            Ok(report(&|| xml::deployment(&r), &r))
         }
         Route::Instance(id) => {
             let r = query::instance_report(&store.reader(), *id)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?;
-            Ok(report(xml::instance(&r), &r))
+            Ok(report(&|| xml::instance(&r), &r))
         }
         Route::Service(id, name) => {
             let r = query::service_report(&store.reader(), *id, name)?
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
-            Ok(report(xml::service(&r), &r))
+            Ok(report(&|| xml::service(&r), &r))
         }
         Route::DeploymentEvents(id) => {
             let known = store.reader().deployment_exists(*id)?;
@@ -205,7 +213,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             let (offset, limit) = paging(query)?;
             let page = store.history(*id, None, offset, limit)?;
             let json = history_json(&page, *id, None, offset, limit);
-            Ok(report(xml::events(&json), &json))
+            Ok(report(&|| xml::events(&json), &json))
         }
         Route::InstanceEvents(id) => {
             let deployment = query::instance_report(&store.reader(), *id)?
@@ -214,7 +222,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             let (offset, limit) = paging(query)?;
             let page = store.history(deployment, Some(*id), offset, limit)?;
             let json = history_json(&page, deployment, Some(*id), offset, limit);
-            Ok(report(xml::events(&json), &json))
+            Ok(report(&|| xml::events(&json), &json))
         }
         Route::ConfigServers => {
             let servers = query::config_servers(&store.reader(), &ctx)?;
@@ -223,7 +231,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
                 config_servers: &'a [query::ConfigServerState],
             }
             Ok(report(
-                xml::config_servers(&servers),
+                &|| xml::config_servers(&servers),
                 &Servers {
                     config_servers: &servers,
                 },
@@ -247,7 +255,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             }
             let status = params.status.as_deref();
             Ok(report(
-                xml::deployments(&page, status),
+                &|| xml::deployments(&page, status),
                 &Page {
                     status,
                     page: &page,

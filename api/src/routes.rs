@@ -56,6 +56,17 @@ impl Route {
         !matches!(self, Route::Health | Route::Metrics)
     }
 
+    /// Whether answering reads a bounded handful of rows (one report, the
+    /// health check) rather than scanning (lists, histories, the metrics'
+    /// walk of incomplete deployments): such requests are answered on the
+    /// request's own task, the others on the blocking pool.
+    pub fn reads_a_few_rows(&self) -> bool {
+        matches!(
+            self,
+            Route::Deployment(_) | Route::Instance(_) | Route::Service(..) | Route::Health
+        )
+    }
+
     pub fn parse(path: &str) -> Result<Route, RouteError> {
         let not_found = || RouteError::NotFound(format!("no such endpoint: {}", shorten(path)));
         let mut segments: Vec<&str> = path.split('/').skip(1).collect();
