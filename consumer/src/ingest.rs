@@ -6,9 +6,10 @@
 //! (group commit). A reader stage decodes the next batch while a writer
 //! stage applies the current one. Per round:
 //!
-//! 1. decode every delivery; an invalid one is published to the
-//!    dead-letter exchange with the reason in headers (confirmed), or, if
-//!    that fails, rejected without requeue so the broker dead-letters it;
+//! 1. decode every delivery and encode it for the log; an invalid one is
+//!    published to the dead-letter exchange with the reason in headers
+//!    (confirmed), or, if that fails, rejected without requeue so the
+//!    broker dead-letters it;
 //! 2. apply the valid ones to the store in one synced batch, on a blocking
 //!    thread (RocksDB calls block);
 //! 3. acknowledge everything up to the last delivery with one multiple-ack.
@@ -34,7 +35,7 @@ use tracing::{info, warn};
 
 use audrey_views::event::DecodeError;
 use audrey_views::store::EventOutcome;
-use audrey_views::{Event, Store, Timestamp};
+use audrey_views::{Encoded, Event, Store, Timestamp};
 
 use crate::connect::Broker;
 use crate::observer::{AppliedBatch, Observer};
@@ -117,8 +118,8 @@ pub async fn run(
 
 /// A batch decoded by the reader stage, for the writer stage.
 struct Prepared {
-    /// The valid events, in delivery order.
-    events: Vec<Event>,
+    /// The valid events, in delivery order, encoded for the log.
+    events: Vec<Encoded>,
     /// The last delivery the batch's multiple-ack settles (rejected ones
     /// are settled already).
     last_settled_by_ack: Option<u64>,
@@ -227,7 +228,7 @@ impl Session<'_> {
         for delivery in &deliveries {
             match Event::decode(&delivery.data, self.config.max_event_bytes) {
                 Ok(event) => {
-                    events.push(event);
+                    events.push(Encoded::new(event));
                     last_settled_by_ack = Some(delivery.delivery_tag);
                 }
                 Err(error) => {
@@ -269,7 +270,7 @@ impl Session<'_> {
                 apply_duration: started.elapsed(),
                 ..AppliedBatch::default()
             };
-            for (event, outcome) in events.iter().zip(&outcome.outcomes) {
+            for (event, outcome) in events.iter().map(Encoded::event).zip(&outcome.outcomes) {
                 match outcome {
                     EventOutcome::Applied(_) => {
                         batch.applied_types.push(event.data.short_type());

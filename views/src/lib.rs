@@ -11,9 +11,9 @@
 //! - [`model`]: the view rows: one per deployment, instance, service and
 //!   config server, plus the global counts. Plain data.
 //! - [`projection`]: pure functions that fold one event into those rows. No
-//!   I/O: rows are read and written through the [`projection::ViewRows`]
-//!   trait, which an in-memory map ([`memory`]) or the RocksDB store
-//!   implements.
+//!   I/O: rows are read and written through the [`projection::ViewRead`]
+//!   and [`projection::ViewWrite`] traits, which an in-memory map
+//!   ([`memory`]) or the RocksDB store implements.
 //! - [`query`]: turns rows into the reports readers ask for (deployment with
 //!   its instances and unresolved dependencies, instance with its services,
 //!   one service, counts, lists by status).
@@ -39,4 +39,4 @@ pub mod store;
 
 pub use domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 pub use event::{DecodeError, Event, EventData};
-pub use store::{BatchOutcome, Store, StoreError};
+pub use store::{BatchOutcome, Encoded, Store, StoreError};

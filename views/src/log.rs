@@ -65,7 +65,8 @@ impl Store {
     /// projection, then records the current views version. `progress` is
     /// told how many events have been replayed so far.
     pub fn rebuild(&self, mut progress: impl FnMut(u64)) -> Result<u64, StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.forget();
         // No key of ours starts with 64 bytes of 0xff (UTF-8 never has one).
         let end = [0xffu8; 64];
         let mut clear = WriteBatch::default();
@@ -81,7 +82,7 @@ impl Store {
         self.for_each_logged_event(|event| {
             batch.push(event);
             if batch.len() == REBUILD_BATCH {
-                if let Err(e) = self.apply_locked(&batch, false) {
+                if let Err(e) = self.apply_locked(&mut writer, &batch, false) {
                     failure = Some(e);
                     return Ok(false);
                 }
@@ -94,7 +95,7 @@ impl Store {
         if let Some(e) = failure {
             return Err(e);
         }
-        self.apply_locked(&batch, false)?;
+        self.apply_locked(&mut writer, &batch, false)?;
         replayed += batch.len() as u64;
         progress(replayed);
         self.flush()?;

@@ -33,7 +33,20 @@ pub trait ViewRead {
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
         Ok(self.instance(id)?.map(|s| s.instance))
     }
-    /// Every instance of a deployment (known from any event).
+    /// The deployment an instance belongs to, if it is known.
+    fn instance_deployment(&self, id: InstanceId) -> Result<Option<DeploymentId>, StoreError> {
+        Ok(self.instance_row(id)?.map(|i| i.deployment))
+    }
+    /// Several instances, in the order asked, leaving out those not known;
+    /// stores may read them in one go.
+    fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, StoreError> {
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            states.extend(self.instance(*id)?);
+        }
+        Ok(states)
+    }
+    /// Every instance of a deployment (known from any event), in uuid order.
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError>;
     fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError>;
     fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError>;
@@ -45,6 +58,12 @@ pub trait ViewRead {
 pub trait ViewWrite: ViewRead {
     fn put_deployment(&mut self, row: Deployment) -> Result<(), StoreError>;
     fn put_instance(&mut self, state: InstanceState) -> Result<(), StoreError>;
+    /// An instance to change and then [`put_instance`](Self::put_instance)
+    /// back: a store may hand over its own copy instead of a clone, so the
+    /// caller must put it back even when it changed nothing.
+    fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        self.instance(id)
+    }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError>;
     fn put_config_server(&mut self, row: ConfigServer) -> Result<(), StoreError>;
     fn put_counts(&mut self, counts: Counts) -> Result<(), StoreError>;
@@ -103,8 +122,8 @@ pub fn apply<V: ViewWrite>(views: &mut V, event: &Event) -> Result<Effect, Store
         return Ok(Effect::DeploymentDeleted);
     }
     if let Some(instance) = event.data.instance() {
-        if let Some(known) = p.views.instance(instance)? {
-            if known.instance.deployment != deployment {
+        if let Some(known) = p.views.instance_deployment(instance)? {
+            if known != deployment {
                 return Ok(Effect::InstanceInOtherDeployment);
             }
         }
@@ -264,17 +283,22 @@ impl<V: ViewWrite> Projector<'_, V> {
         deployment: DeploymentId,
         f: impl FnOnce(&mut InstanceState),
     ) -> Result<bool, StoreError> {
-        let (mut state, before) = match self.views.instance(id)? {
+        let (state, before) = match self.views.take_instance(id)? {
             Some(state) => {
                 let tally = state.tally();
-                (state, tally)
+                (Some(state), tally)
             }
-            None => (InstanceState::new(id, deployment), Tally::default()),
+            None => (None, Tally::default()),
         };
-        let owner = self.deployment(state.instance.deployment)?;
-        if owner.deleted.is_some() {
+        let owner_id = state.as_ref().map_or(deployment, |s| s.instance.deployment);
+        if self.deployment(owner_id)?.deleted.is_some() {
+            if let Some(taken) = state {
+                self.views.put_instance(taken)?;
+            }
             return Ok(false);
         }
+        let owner = self.deployment(owner_id)?;
+        let mut state = state.unwrap_or_else(|| InstanceState::new(id, deployment));
         f(&mut state);
         refresh(&mut state);
         owner.tally.add(&before, -1);
@@ -382,8 +406,8 @@ impl<V: ViewWrite> Projector<'_, V> {
             }
         }
         for id in listed {
-            if let Some(known) = self.views.instance(id)? {
-                if known.instance.deployment != deployment {
+            if let Some(known) = self.views.instance_deployment(id)? {
+                if known != deployment {
                     continue; // it belongs elsewhere; it stays there
                 }
             }

@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 use crate::event::Awaited;
-use crate::model::{ConfigServer, Counts, Deployment, Instance, InstanceState, Service};
+use crate::model::{ConfigServer, Counts, Deployment, Instance, Service};
 use crate::projection::ViewRead;
 use crate::store::StoreError;
 
@@ -335,12 +335,7 @@ pub fn deployment_report(
     let Some(d) = views.deployment(id)?.filter(|d| d.deleted.is_none()) else {
         return Ok(None);
     };
-    let mut members: Vec<InstanceState> = Vec::new();
-    for instance in views.deployment_instances(id)? {
-        if let Some(state) = views.instance(instance)? {
-            members.push(state);
-        }
-    }
+    let mut members = views.instances(&views.deployment_instances(id)?)?;
     members.sort_by_key(|s| s.instance.uuid);
 
     let registrations = members

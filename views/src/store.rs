@@ -5,8 +5,8 @@
 //! | family | key | value |
 //! | --- | --- | --- |
 //! | `deployments` | deployment uuid | [`Deployment`] |
-//! | `instances` | instance uuid | [`Instance`](crate::model::Instance) |
-//! | `services` | instance uuid, service name | [`Service`] |
+//! | `instances` | instance uuid | the [`Instance`] row, then its services by name (an [`InstanceState`]) |
+//! | `services` | (empty since views version 2) | kept so that older stores open and `rebuild` empties it |
 //! | `members` | deployment uuid, instance uuid | (empty): the instances of a deployment |
 //! | `deployment_status` | status byte, deployment uuid | last progress (i64 ns, BE): lists by status, stalled |
 //! | `config_servers` | source | [`ConfigServer`] |
@@ -17,13 +17,15 @@
 //! [`Store::apply_batch`] folds a batch of events into one `WriteBatch`
 //! (views, counts, log, dedup markers) and writes it with the WAL synced
 //! before returning: a caller may acknowledge the events once it returns.
-//! One writer at a time (a mutex); readers take a snapshot
-//! ([`Store::reader`]) so one report is consistent.
+//! One writer at a time (a mutex), which remembers the instances of recent
+//! batches decoded and hands RocksDB its writes in key order; readers take
+//! a snapshot ([`Store::reader`]) so one report is consistent.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options,
@@ -33,11 +35,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
+use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use crate::event::Event;
-use crate::model::{
-    stable_hash, ConfigServer, Counts, Deployment, Instance, InstanceState, Service,
-};
+use crate::model::{stable_hash, ConfigServer, Counts, Deployment, Instance, InstanceState};
 use crate::projection::{self, Effect, ViewRead, ViewWrite};
 use crate::query::ListDeployments;
 
@@ -46,14 +46,22 @@ const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
 /// One column family's memtable.
 const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The block cache shared by every column family.
-const BLOCK_CACHE_BYTES: usize = 48 << 20;
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// How many decoded instances the writer keeps per generation (see
+/// [`RecentInstances`]): a few MiB, enough for the instances of the
+/// deployments in flight at once.
+const RECENT_INSTANCES: usize = 1024;
 
 /// Bumped whenever the projection or the row encoding changes meaning:
 /// views of another version must be rebuilt from the event log.
-pub const VIEWS_VERSION: u32 = 1;
+/// Version 2 keeps an instance's services inside its row.
+pub const VIEWS_VERSION: u32 = 2;
 
 pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
 const CF_INSTANCES: &str = "instances";
+/// Held the service rows before views version 2: still opened (RocksDB
+/// refuses to open a store without all its families) and emptied by a
+/// rebuild.
 const CF_SERVICES: &str = "services";
 const CF_MEMBERS: &str = "members";
 const CF_DEPLOYMENT_STATUS: &str = "deployment_status";
@@ -103,6 +111,52 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// An event with its log encoding made beforehand: the consumer encodes
+/// while the single writer applies the previous batch, so the writer does
+/// not spend its time on JSON.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    event: Event,
+    /// [`Event::to_bytes`]: what the log stores.
+    bytes: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(event: Event) -> Self {
+        let bytes = event.to_bytes();
+        Self { event, bytes }
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+}
+
+/// What [`Store::apply_batch`] takes: an event, encoded for the log now
+/// ([`Event`]) or beforehand ([`Encoded`]).
+pub trait Loggable {
+    fn event(&self) -> &Event;
+    fn log_bytes(&self) -> Cow<'_, [u8]>;
+}
+
+impl Loggable for Event {
+    fn event(&self) -> &Event {
+        self
+    }
+    fn log_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.to_bytes())
+    }
+}
+
+impl Loggable for Encoded {
+    fn event(&self) -> &Event {
+        &self.event
+    }
+    fn log_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+}
+
 /// What happened to each event of a batch, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
@@ -138,8 +192,73 @@ impl BatchOutcome {
 pub struct Store {
     pub(crate) db: DB,
     path: PathBuf,
-    /// One batch at a time: a batch reads rows, then writes them.
-    pub(crate) writer: Mutex<()>,
+    /// One batch at a time: a batch reads rows, then writes them. The lock
+    /// also guards what the writer remembers between batches.
+    pub(crate) writer: Mutex<Writer>,
+}
+
+/// What the single writer keeps from one batch to the next.
+#[derive(Default)]
+pub(crate) struct Writer {
+    recent: RecentInstances,
+}
+
+impl Writer {
+    /// Forgets every remembered row: after the views were changed other
+    /// than by a batch (a rebuild empties them).
+    pub(crate) fn forget(&mut self) {
+        self.recent = RecentInstances::with_capacity(self.recent.capacity);
+    }
+}
+
+/// The instances the latest batches read or wrote, decoded, as committed
+/// (`None`: known not to exist). Events of an instance come close together
+/// (an agent contacts, starts, ends, provides), so most events find their
+/// instance here instead of reading and decoding its row again. Bounded:
+/// two generations of at most [`RECENT_INSTANCES`]; when the current one
+/// is full it becomes the older one and the oldest is dropped, and a hit in
+/// the older one moves back to the current one.
+struct RecentInstances {
+    current: HashMap<InstanceId, Committed>,
+    older: HashMap<InstanceId, Committed>,
+    /// The most instances one generation holds.
+    capacity: usize,
+}
+
+impl Default for RecentInstances {
+    fn default() -> Self {
+        Self::with_capacity(RECENT_INSTANCES)
+    }
+}
+
+/// An instance as committed (`None`: not stored), shared between the
+/// writer's memory and the batch reading it, never changed in place.
+type Committed = Option<Arc<InstanceState>>;
+
+impl RecentInstances {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            current: HashMap::new(),
+            older: HashMap::new(),
+            capacity,
+        }
+    }
+
+    fn get(&mut self, id: InstanceId) -> Option<Committed> {
+        if let Some(state) = self.current.get(&id) {
+            return Some(state.clone());
+        }
+        let state = self.older.remove(&id)?;
+        self.insert(id, state.clone());
+        Some(state)
+    }
+
+    fn insert(&mut self, id: InstanceId, state: Committed) {
+        if self.current.len() >= self.capacity && !self.current.contains_key(&id) {
+            self.older = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id, state);
+    }
 }
 
 impl Store {
@@ -167,14 +286,18 @@ impl Store {
         // All memtables together stay under this (RocksDB's default is
         // 64 MiB per column family, nine of them): bounded memory.
         options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
-        // One block cache for every family, and bloom filters so that
-        // point reads of rows that are not there skip the files.
+        // One block cache for every family's data blocks, and bloom filters
+        // so that point reads of rows that are not there skip the files.
+        // The filters and indexes stay in memory beside the cache (about
+        // 1.3 bytes per key): held in the cache, a data-heavy workload
+        // evicted them and every dedup lookup read a whole filter block
+        // back from the file (two thirds of the apply time at 1.4 M
+        // events, BENCHMARKS.md).
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = COLUMN_FAMILIES.iter().map(|name| {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
             table.set_bloom_filter(10.0, false);
-            table.set_cache_index_and_filter_blocks(true);
             let mut cf = Options::default();
             // The raw log (JSON) compresses well; view rows are small
             // postcard and read on every report: they stay uncompressed.
@@ -197,7 +320,7 @@ impl Store {
         let store = Store {
             db,
             path,
-            writer: Mutex::new(()),
+            writer: Mutex::new(Writer::default()),
         };
         if fresh {
             store.put_meta(KEY_VERSION, &VIEWS_VERSION)?;
@@ -236,9 +359,9 @@ impl Store {
     /// Applies a batch of events atomically and durably: dedup, log,
     /// projection, counts, all in one `WriteBatch`, WAL synced before
     /// returning.
-    pub fn apply_batch(&self, events: &[Event]) -> Result<BatchOutcome, StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_locked(events, true)
+    pub fn apply_batch(&self, events: &[impl Loggable]) -> Result<BatchOutcome, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_locked(&mut writer, events, true)
     }
 
     /// Applies events with the writer lock held. `record`: dedup, log and
@@ -246,14 +369,19 @@ impl Store {
     /// not synced (a rebuild replaying the log, flushed at its end).
     pub(crate) fn apply_locked(
         &self,
-        events: &[Event],
+        writer: &mut Writer,
+        events: &[impl Loggable],
         record: bool,
     ) -> Result<BatchOutcome, StoreError> {
-        let mut pending = Pending::new(self);
+        // Taken out while the batch runs: if it fails, the rows it read
+        // are forgotten with it.
+        let empty = RecentInstances::with_capacity(writer.recent.capacity);
+        let mut pending = Pending::new(self, std::mem::replace(&mut writer.recent, empty));
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut batch = WriteBatch::default();
+        let mut writes = SortedWrites::default();
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        for event in events {
+        for logged in events {
+            let event = logged.event();
             if !record {
                 outcomes.push(EventOutcome::Applied(projection::apply(
                     &mut pending,
@@ -273,14 +401,16 @@ impl Store {
             }
             let effect = projection::apply(&mut pending, event)?;
             let log_key = log_key(event);
-            batch.put_cf(self.cf(CF_EVENTS), &log_key, event.to_bytes());
-            batch.put_cf(self.cf(CF_DEDUP), &dedup_key, &log_key);
+            writes.put(CF_EVENTS, log_key.clone(), logged.log_bytes().into_owned());
+            writes.put(CF_DEDUP, dedup_key, log_key);
             outcomes.push(EventOutcome::Applied(effect));
         }
-        pending.write_into(&mut batch)?;
+        pending.write_into(&mut writes)?;
+        let batch = writes.into_batch(self);
         let mut options = WriteOptions::default();
         options.set_sync(record);
         self.db.write_opt(batch, &options)?;
+        writer.recent = pending.committed();
         Ok(BatchOutcome { outcomes })
     }
 
@@ -423,17 +553,32 @@ fn get_row<T: DeserializeOwned>(
         .transpose()
 }
 
+/// An instance and its services: one row, one read. The [`Instance`] is
+/// encoded first so that [`read_instance_row`] can stop after it.
 fn read_instance(raw: &impl Raw, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
-    let Some(instance) = get_row(raw, CF_INSTANCES, id.as_bytes())? else {
+    let Some(bytes) = raw.get(CF_INSTANCES, id.as_bytes())? else {
         return Ok(None);
     };
-    let mut services = BTreeMap::new();
-    raw.scan(CF_SERVICES, id.as_bytes(), &mut |_, value| {
-        let service: Service = decode(CF_SERVICES, value)?;
-        services.insert(service.name.clone(), service);
-        Ok(true)
-    })?;
+    let (instance, services) = decode(CF_INSTANCES, &bytes)?;
     Ok(Some(InstanceState { instance, services }))
+}
+
+/// Only the instance fields of an instance row (a reference's source):
+/// its services are not decoded.
+fn read_instance_row(raw: &impl Raw, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+    let Some(bytes) = raw.get(CF_INSTANCES, id.as_bytes())? else {
+        return Ok(None);
+    };
+    let (instance, _services) =
+        postcard::take_from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+            what: CF_INSTANCES.to_owned(),
+            problem: e.to_string(),
+        })?;
+    Ok(Some(instance))
+}
+
+fn encode_instance(state: &InstanceState) -> Vec<u8> {
+    encode(&(&state.instance, &state.services))
 }
 
 fn read_members(raw: &impl Raw, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
@@ -495,10 +640,31 @@ impl ViewRead for Reader<'_> {
         get_row(self, CF_DEPLOYMENTS, id.as_bytes())
     }
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
-        get_row(self, CF_INSTANCES, id.as_bytes())
+        read_instance_row(self, id)
     }
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         read_instance(self, id)
+    }
+    /// One RocksDB `MultiGet`: it looks the keys up together, level by
+    /// level, instead of one full lookup each (a deployment report).
+    fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        let sorted = ids.is_sorted();
+        let keys = ids.iter().map(|id| id.as_bytes());
+        let cf = self.store.cf(CF_INSTANCES);
+        let mut states = Vec::with_capacity(ids.len());
+        for found in self
+            .store
+            .db
+            .batched_multi_get_cf_opt(cf, keys, sorted, &options)
+        {
+            if let Some(bytes) = found? {
+                let (instance, services) = decode(CF_INSTANCES, &bytes)?;
+                states.push(InstanceState { instance, services });
+            }
+        }
+        Ok(states)
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
         read_members(self, id)
@@ -544,15 +710,17 @@ struct Pending<'s> {
     scanners: Scanners<'s>,
     /// Rows as committed before this batch, read once: later reads of the
     /// same row skip RocksDB, and writing compares with them so that only
-    /// what changed is written (an unchanged service row is not rewritten
-    /// each time its instance changes).
+    /// what changed is written.
     committed_deployments: RefCell<HashMap<DeploymentId, Option<Deployment>>>,
-    committed_instances: RefCell<HashMap<InstanceId, Option<InstanceState>>>,
+    committed_instances: RefCell<HashMap<InstanceId, Committed>>,
+    /// Instances committed by earlier batches, decoded.
+    recent: RefCell<RecentInstances>,
 }
 
 impl<'s> Pending<'s> {
-    fn new(store: &'s Store) -> Self {
+    fn new(store: &'s Store, recent: RecentInstances) -> Self {
         Self {
+            recent: RefCell::new(recent),
             store,
             scanners: Scanners::new(),
             deployments: HashMap::new(),
@@ -575,87 +743,82 @@ impl<'s> Pending<'s> {
         Ok(row)
     }
 
-    fn committed_instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+    fn committed_instance(&self, id: InstanceId) -> Result<Committed, StoreError> {
         if let Some(state) = self.committed_instances.borrow().get(&id) {
             return Ok(state.clone());
         }
-        let state = read_instance(self, id)?;
+        let remembered = self.recent.borrow_mut().get(id);
+        let state = match remembered {
+            Some(state) => state,
+            None => read_instance(self, id)?.map(Arc::new),
+        };
         self.committed_instances
             .borrow_mut()
             .insert(id, state.clone());
         Ok(state)
     }
 
-    fn write_into(&self, batch: &mut WriteBatch) -> Result<(), StoreError> {
-        let store = self.store;
+    /// The instances as this batch leaves them, once it is written: what
+    /// the next batch starts from.
+    fn committed(self) -> RecentInstances {
+        let mut recent = self.recent.into_inner();
+        let mut written = self.instances;
+        for (id, state) in self.committed_instances.into_inner() {
+            let state = match written.remove(&id) {
+                Some(written) => written.map(Arc::new),
+                None => state,
+            };
+            recent.insert(id, state);
+        }
+        recent
+    }
+
+    fn write_into(&self, batch: &mut SortedWrites) -> Result<(), StoreError> {
         for (id, row) in &self.deployments {
             let before = self.committed_deployment(*id)?;
             if before.as_ref() == Some(row) {
                 continue;
             }
             if let Some(before) = before.filter(|b| b.deleted.is_none()) {
-                batch.delete_cf(
-                    store.cf(CF_DEPLOYMENT_STATUS),
-                    status_key(before.status(), *id),
-                );
+                batch.delete(CF_DEPLOYMENT_STATUS, status_key(before.status(), *id));
             }
             if row.deleted.is_none() {
                 let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
-                batch.put_cf(
-                    store.cf(CF_DEPLOYMENT_STATUS),
+                batch.put(
+                    CF_DEPLOYMENT_STATUS,
                     status_key(row.status(), *id),
-                    progress.to_be_bytes(),
+                    progress.to_be_bytes().to_vec(),
                 );
             }
-            batch.put_cf(store.cf(CF_DEPLOYMENTS), id.as_bytes(), encode(row));
+            batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
         }
         for (id, state) in &self.instances {
             let before = self.committed_instance(*id)?;
-            let before_services = before.as_ref().map(|b| &b.services);
-            if let Some(before) = &before {
-                let moved = state
-                    .as_ref()
-                    .is_none_or(|s| s.instance.deployment != before.instance.deployment);
-                if moved {
-                    let key = member_key(before.instance.deployment, *id);
-                    batch.delete_cf(store.cf(CF_MEMBERS), key);
+            if before.as_deref() == state.as_ref() {
+                continue;
+            }
+            let before_deployment = before.as_ref().map(|b| b.instance.deployment);
+            let deployment = state.as_ref().map(|s| s.instance.deployment);
+            if before_deployment != deployment {
+                if let Some(before) = before_deployment {
+                    batch.delete(CF_MEMBERS, member_key(before, *id));
+                }
+                if let Some(now) = deployment {
+                    batch.put(CF_MEMBERS, member_key(now, *id), Vec::new());
                 }
             }
             match state {
                 Some(state) => {
-                    if before.as_ref().map(|b| &b.instance) != Some(&state.instance) {
-                        let row = encode(&state.instance);
-                        batch.put_cf(store.cf(CF_INSTANCES), id.as_bytes(), row);
-                    }
-                    if before.as_ref().map(|b| b.instance.deployment)
-                        != Some(state.instance.deployment)
-                    {
-                        let key = member_key(state.instance.deployment, *id);
-                        batch.put_cf(store.cf(CF_MEMBERS), key, []);
-                    }
-                    for (name, service) in &state.services {
-                        if before_services.and_then(|b| b.get(name)) != Some(service) {
-                            let key = service_key(*id, name);
-                            batch.put_cf(store.cf(CF_SERVICES), key, encode(service));
-                        }
-                    }
+                    batch.put(CF_INSTANCES, id.as_bytes().to_vec(), encode_instance(state))
                 }
-                None => batch.delete_cf(store.cf(CF_INSTANCES), id.as_bytes()),
-            }
-            for name in before_services.into_iter().flat_map(|b| b.keys()) {
-                let kept = state
-                    .as_ref()
-                    .is_some_and(|s| s.services.contains_key(name));
-                if !kept {
-                    batch.delete_cf(store.cf(CF_SERVICES), service_key(*id, name));
-                }
+                None => batch.delete(CF_INSTANCES, id.as_bytes().to_vec()),
             }
         }
         for (source, row) in &self.config_servers {
-            batch.put_cf(store.cf(CF_CONFIG_SERVERS), source.as_bytes(), encode(row));
+            batch.put(CF_CONFIG_SERVERS, source.as_bytes().to_vec(), encode(row));
         }
         if let Some(counts) = &self.counts {
-            batch.put_cf(store.cf(CF_META), KEY_COUNTS, encode(counts));
+            batch.put(CF_META, KEY_COUNTS.to_vec(), encode(counts));
         }
         Ok(())
     }
@@ -671,8 +834,14 @@ impl ViewRead for Pending<'_> {
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.clone()),
-            None => self.committed_instance(id),
+            None => Ok(self.committed_instance(id)?.as_deref().cloned()),
         }
+    }
+    fn instance_deployment(&self, id: InstanceId) -> Result<Option<DeploymentId>, StoreError> {
+        Ok(match self.instances.get(&id) {
+            Some(state) => state.as_ref().map(|s| s.instance.deployment),
+            None => self.committed_instance(id)?.map(|s| s.instance.deployment),
+        })
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
         let mut members: std::collections::BTreeSet<InstanceId> =
@@ -720,6 +889,14 @@ impl ViewWrite for Pending<'_> {
         self.instances.insert(state.instance.uuid, Some(state));
         Ok(())
     }
+    fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        match self.instances.get_mut(&id) {
+            // Left in place as `None`: the deletion must stay recorded.
+            Some(None) => Ok(None),
+            Some(Some(_)) => Ok(self.instances.remove(&id).flatten()),
+            None => Ok(self.committed_instance(id)?.as_deref().cloned()),
+        }
+    }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
         self.instances.insert(id, None);
         Ok(())
@@ -731,6 +908,44 @@ impl ViewWrite for Pending<'_> {
     fn put_counts(&mut self, counts: Counts) -> Result<(), StoreError> {
         self.counts = Some(counts);
         Ok(())
+    }
+}
+
+/// The writes of one batch, handed to RocksDB sorted by family and key.
+/// Each memtable is a skip list that starts an insert from where its last
+/// one went, so keys in order cost far less than keys in arrival order
+/// (which, for a batch touching many instances, is random).
+#[derive(Default)]
+struct SortedWrites {
+    /// In the order made: a delete and a put of the same key keep their
+    /// order.
+    writes: Vec<Write>,
+}
+
+/// One write: family, key, and `Some(value)` to put or `None` to delete.
+type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+impl SortedWrites {
+    fn put(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((cf, key, Some(value)));
+    }
+
+    fn delete(&mut self, cf: &'static str, key: Vec<u8>) {
+        self.writes.push((cf, key, None));
+    }
+
+    fn into_batch(mut self, store: &Store) -> WriteBatch {
+        // Stable: the order of writes to the same key is kept.
+        self.writes
+            .sort_by(|(a_cf, a_key, _), (b_cf, b_key, _)| (a_cf, a_key).cmp(&(b_cf, b_key)));
+        let mut batch = WriteBatch::default();
+        for (cf, key, value) in self.writes {
+            match value {
+                Some(value) => batch.put_cf(store.cf(cf), key, value),
+                None => batch.delete_cf(store.cf(cf), key),
+            }
+        }
+        batch
     }
 }
 
@@ -759,10 +974,6 @@ fn status_key(status: Status, id: DeploymentId) -> Vec<u8> {
 
 fn member_key(deployment: DeploymentId, instance: InstanceId) -> Vec<u8> {
     [deployment.as_bytes().as_slice(), instance.as_bytes()].concat()
-}
-
-fn service_key(instance: InstanceId, name: &Name) -> Vec<u8> {
-    [instance.as_bytes().as_slice(), name.as_str().as_bytes()].concat()
 }
 
 pub(crate) fn dedup_key(source: &str, id: &str) -> Vec<u8> {
@@ -807,9 +1018,65 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl Store {
+    /// Makes the writer remember at most `n` instances per generation:
+    /// lets tests see instances forgotten and read again.
+    #[doc(hidden)]
+    pub fn set_recent_instances_for_tests(&self, n: usize) {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.recent = RecentInstances::with_capacity(n);
+    }
+
     /// Overwrites the stored views version: lets tests play an older build.
     #[doc(hidden)]
     pub fn set_views_version_for_tests(&self, version: u32) -> Result<(), StoreError> {
         self.put_meta(KEY_VERSION, &version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(n: u8) -> Committed {
+        let id = InstanceId::from_bytes([n; 16]);
+        Some(Arc::new(InstanceState::new(
+            id,
+            DeploymentId::from_bytes([0; 16]),
+        )))
+    }
+
+    #[test]
+    fn recent_instances_stay_within_two_generations_and_keep_what_is_used() {
+        let mut recent = RecentInstances::with_capacity(2);
+        let id = |n: u8| InstanceId::from_bytes([n; 16]);
+        recent.insert(id(1), state(1));
+        recent.insert(id(2), state(2));
+        recent.insert(id(3), state(3)); // 1 and 2 become the older generation
+        assert_eq!(recent.get(id(1)), Some(state(1))); // promoted back
+        recent.insert(id(4), state(4)); // current {3, 1} is full: it becomes the older one
+        assert_eq!(recent.get(id(2)), None, "the oldest generation is dropped");
+        for n in [1, 3, 4] {
+            assert_eq!(recent.get(id(n)), Some(state(n)), "instance {n}");
+        }
+        assert!(recent.current.len() + recent.older.len() <= 4);
+        recent.insert(id(5), None);
+        assert_eq!(recent.get(id(5)), Some(None), "known not to exist");
+    }
+
+    #[test]
+    fn writes_to_one_key_keep_their_order_when_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut writes = SortedWrites::default();
+        writes.put(CF_MEMBERS, b"b".to_vec(), b"1".to_vec());
+        writes.delete(CF_MEMBERS, b"a".to_vec());
+        writes.put(CF_MEMBERS, b"a".to_vec(), b"2".to_vec());
+        writes.delete(CF_MEMBERS, b"b".to_vec());
+        writes.put(CF_DEPLOYMENTS, b"a".to_vec(), b"3".to_vec());
+        store.db.write(writes.into_batch(&store)).unwrap();
+        let get = |cf, key: &[u8]| store.db.get_cf(store.cf(cf), key).unwrap();
+        assert_eq!(get(CF_MEMBERS, b"a"), Some(b"2".to_vec()));
+        assert_eq!(get(CF_MEMBERS, b"b"), None);
+        assert_eq!(get(CF_DEPLOYMENTS, b"a"), Some(b"3".to_vec()));
     }
 }
