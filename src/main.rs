@@ -19,8 +19,9 @@ use clap::Parser;
 
 /// glibc's malloc spent a quarter of the time of report requests (many
 /// threads, many small rows); mimalloc does not. Its v2 line (the crate's
-/// `v2` feature): with v3 the peak RSS of the ingest benchmark was 179-216
-/// MiB over five runs, with v2 152-162 MiB over three, at the same speed.
+/// `v2` feature): with v3 the peak RSS of the ingest benchmark was
+/// 177-222 MiB over eleven runs, with v2 146-162 MiB, at the same speed
+/// (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
