@@ -438,6 +438,27 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
 }
 
 #[test]
+fn a_large_deployment_is_reported_whole() {
+    // Over the size answered on the request's task: the blocking pool
+    // answers, with the same document.
+    let api = Api::start(ApiSettings::default());
+    let mut cs = audrey_views::scenario::ConfigServerScript::new("/configserver/cs-big", 3);
+    let shape = audrey_views::scenario::Shape {
+        instances: 150,
+        services_per_instance: 1,
+        ..Default::default()
+    };
+    let start = audrey_views::Timestamp::from_unix_seconds(1_795_615_200);
+    let events = cs.deployment(start, &shape);
+    api.apply(&events);
+    let deployment = events[0].deployment.unwrap();
+    let report = api.xml(&format!("/reports/deployment/{deployment}"), 200);
+    assert_eq!(report.matches("<instance ").count(), 150, "{report}");
+    let small = api.xml(&format!("/reports/deployment/{BLOG}"), 404);
+    assert!(small.contains("no deployment"), "{small}");
+}
+
+#[test]
 fn history_lists_an_entitys_accepted_events_in_time_order() {
     let api = Api::start(ApiSettings::default());
     let mut cs = Cs::new(BLOG);

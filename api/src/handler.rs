@@ -146,7 +146,11 @@ async fn answer(
     } else {
         negotiate(headers).map_err(fail)?
     };
-    if route.reads_a_few_rows() {
+    let inline = match route {
+        Route::Deployment(id) => is_small(state, id),
+        _ => route.reads_a_few_rows(),
+    };
+    if inline {
         // A handful of point reads, mostly from RocksDB's caches: cheaper
         // than the hop to the blocking pool and back.
         return run(&route, query, format, state)
@@ -165,6 +169,21 @@ async fn answer(
             ))
         });
     result.map(|a| (label, a)).map_err(fail)
+}
+
+/// Most instances a deployment may have for its report to be built on the
+/// request's own task: beyond, reading them would hold up the other
+/// requests (and the consumer) sharing that worker thread.
+const INLINE_DEPLOYMENT_INSTANCES: i64 = 64;
+
+/// Whether a deployment is small enough to report inline (one cached row
+/// read). Unknown or unreadable: no, the blocking pool answers.
+fn is_small(state: &ApiState, id: audrey_views::DeploymentId) -> bool {
+    use audrey_views::projection::ViewRead;
+    matches!(
+        state.store.reader().deployment(id),
+        Ok(Some(d)) if d.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES
+    )
 }
 
 /// Runs the query for a route on a fresh snapshot and renders it.
@@ -492,4 +511,39 @@ fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::R
         .body(body)
         .map(warp::reply::Reply::into_response)
         .unwrap_or_else(|_| warp::reply::Reply::into_response(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ApiSettings, Metrics};
+    use audrey_views::scenario::script::{blog_registered, Cs, BLOG};
+    use audrey_views::scenario::{ConfigServerScript, Shape};
+    use audrey_views::{Store, Timestamp};
+
+    #[test]
+    fn only_small_deployments_are_reported_on_the_requests_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store
+            .apply_batch(&blog_registered(&mut Cs::new(BLOG)))
+            .unwrap();
+        let shape = Shape {
+            instances: INLINE_DEPLOYMENT_INSTANCES as usize + 1,
+            services_per_instance: 1,
+            ..Shape::default()
+        };
+        let start = Timestamp::from_unix_seconds(1_795_615_200);
+        let large = ConfigServerScript::new("/configserver/cs-big", 3).deployment(start, &shape);
+        store.apply_batch(&large).unwrap();
+        let state = ApiState::new(store, Arc::new(Metrics::new()), ApiSettings::default());
+
+        assert!(is_small(
+            &state,
+            audrey_views::DeploymentId::parse(BLOG).unwrap()
+        ));
+        assert!(!is_small(&state, large[0].deployment.unwrap()));
+        let unknown = audrey_views::DeploymentId::from_bytes([7; 16]);
+        assert!(!is_small(&state, unknown));
+    }
 }

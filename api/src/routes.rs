@@ -56,14 +56,16 @@ impl Route {
         !matches!(self, Route::Health | Route::Metrics)
     }
 
-    /// Whether answering reads a bounded handful of rows (one report, the
-    /// health check) rather than scanning (lists, histories, the metrics'
-    /// walk of incomplete deployments): such requests are answered on the
-    /// request's own task, the others on the blocking pool.
+    /// Whether answering reads a bounded handful of rows (an instance or
+    /// service report, the health check) rather than scanning (lists,
+    /// histories, the metrics' walk of incomplete deployments): such
+    /// requests are answered on the request's own task, the others on the
+    /// blocking pool. A deployment report reads one row per instance: the
+    /// handler decides by the deployment's size.
     pub fn reads_a_few_rows(&self) -> bool {
         matches!(
             self,
-            Route::Deployment(_) | Route::Instance(_) | Route::Service(..) | Route::Health
+            Route::Instance(_) | Route::Service(..) | Route::Health
         )
     }
 
