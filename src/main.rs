@@ -20,7 +20,7 @@ use clap::Parser;
 /// glibc's malloc spent a quarter of the time of report requests (many
 /// threads, many small rows); mimalloc does not. Its v2 line (the crate's
 /// `v2` feature): with v3 the peak RSS of the ingest benchmark was
-/// 177-222 MiB over eleven runs, with v2 146-162 MiB, at the same speed
+/// 177-222 MiB over eleven runs, with v2 146-162 MiB over ten, at the same speed
 /// (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
