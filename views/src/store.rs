@@ -401,7 +401,7 @@ impl Store {
             }
             let effect = projection::apply(&mut pending, event)?;
             let log_key = log_key(event);
-            writes.put(CF_EVENTS, log_key.clone(), logged.log_bytes().into_owned());
+            writes.put(CF_EVENTS, log_key.clone(), logged.log_bytes());
             writes.put(CF_DEDUP, dedup_key, log_key);
             outcomes.push(EventOutcome::Applied(effect));
         }
@@ -559,8 +559,7 @@ fn read_instance(raw: &impl Raw, id: InstanceId) -> Result<Option<InstanceState>
     let Some(bytes) = raw.get(CF_INSTANCES, id.as_bytes())? else {
         return Ok(None);
     };
-    let (instance, services) = decode(CF_INSTANCES, &bytes)?;
-    Ok(Some(InstanceState { instance, services }))
+    decode_instance(&bytes).map(Some)
 }
 
 /// Only the instance fields of an instance row (a reference's source):
@@ -570,15 +569,17 @@ fn read_instance_row(raw: &impl Raw, id: InstanceId) -> Result<Option<Instance>,
         return Ok(None);
     };
     let (instance, _services) =
-        postcard::take_from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
-            what: CF_INSTANCES.to_owned(),
-            problem: e.to_string(),
-        })?;
+        postcard::take_from_bytes(&bytes).map_err(|e| corrupt(CF_INSTANCES, e))?;
     Ok(Some(instance))
 }
 
 fn encode_instance(state: &InstanceState) -> Vec<u8> {
     encode(&(&state.instance, &state.services))
+}
+
+fn decode_instance(bytes: &[u8]) -> Result<InstanceState, StoreError> {
+    let (instance, services) = decode(CF_INSTANCES, bytes)?;
+    Ok(InstanceState { instance, services })
 }
 
 fn read_members(raw: &impl Raw, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
@@ -660,8 +661,7 @@ impl ViewRead for Reader<'_> {
             .batched_multi_get_cf_opt(cf, keys, sorted, &options)
         {
             if let Some(bytes) = found? {
-                let (instance, services) = decode(CF_INSTANCES, &bytes)?;
-                states.push(InstanceState { instance, services });
+                states.push(decode_instance(&bytes)?);
             }
         }
         Ok(states)
@@ -773,7 +773,7 @@ impl<'s> Pending<'s> {
         recent
     }
 
-    fn write_into(&self, batch: &mut SortedWrites) -> Result<(), StoreError> {
+    fn write_into(&self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
         for (id, row) in &self.deployments {
             let before = self.committed_deployment(*id)?;
             if before.as_ref() == Some(row) {
@@ -889,13 +889,14 @@ impl ViewWrite for Pending<'_> {
         self.instances.insert(state.instance.uuid, Some(state));
         Ok(())
     }
+    /// Hands over the batch's own copy when it has one; otherwise a clone,
+    /// as [`ViewRead::instance`] gives (a deletion in this batch stays
+    /// recorded).
     fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
-        match self.instances.get_mut(&id) {
-            // Left in place as `None`: the deletion must stay recorded.
-            Some(None) => Ok(None),
-            Some(Some(_)) => Ok(self.instances.remove(&id).flatten()),
-            None => Ok(self.committed_instance(id)?.as_deref().cloned()),
+        if let Some(Some(_)) = self.instances.get(&id) {
+            return Ok(self.instances.remove(&id).flatten());
         }
+        self.instance(id)
     }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
         self.instances.insert(id, None);
@@ -915,19 +916,21 @@ impl ViewWrite for Pending<'_> {
 /// Each memtable is a skip list that starts an insert from where its last
 /// one went, so keys in order cost far less than keys in arrival order
 /// (which, for a batch touching many instances, is random).
+/// Values are borrowed where they can be (an event's log bytes encoded
+/// beforehand), so they are copied once, into the `WriteBatch`.
 #[derive(Default)]
-struct SortedWrites {
+struct SortedWrites<'v> {
     /// In the order made: a delete and a put of the same key keep their
     /// order.
-    writes: Vec<Write>,
+    writes: Vec<Write<'v>>,
 }
 
 /// One write: family, key, and `Some(value)` to put or `None` to delete.
-type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
+type Write<'v> = (&'static str, Vec<u8>, Option<Cow<'v, [u8]>>);
 
-impl SortedWrites {
-    fn put(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.push((cf, key, Some(value)));
+impl<'v> SortedWrites<'v> {
+    fn put(&mut self, cf: &'static str, key: Vec<u8>, value: impl Into<Cow<'v, [u8]>>) {
+        self.writes.push((cf, key, Some(value.into())));
     }
 
     fn delete(&mut self, cf: &'static str, key: Vec<u8>) {
@@ -956,10 +959,14 @@ fn encode<T: Serialize>(row: &T) -> Vec<u8> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(what, e))
+}
+
+fn corrupt(what: &str, problem: postcard::Error) -> StoreError {
+    StoreError::Corrupt {
         what: what.to_owned(),
-        problem: e.to_string(),
-    })
+        problem: problem.to_string(),
+    }
 }
 
 fn status_byte(status: Status) -> u8 {
