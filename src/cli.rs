@@ -2,9 +2,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use audrey_consumer::connect::DEFAULT_AMQP_URL;
+use audrey_consumer::ingest::{DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH};
+use audrey_consumer::topology::{
+    DEFAULT_DEAD_LETTER_EXCHANGE, DEFAULT_DEAD_LETTER_QUEUE, DEFAULT_EXCHANGE, DEFAULT_QUEUE,
+};
+use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
+use audrey_core::domain::HumanDuration;
+use audrey_core::query::{DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_STALL_AFTER_SECONDS};
+use audrey_store::retention::{DEFAULT_PRUNE_EVERY, DEFAULT_RETAIN_COMPLETED};
+
+/// `--stall-after`'s default, as the command line shows it.
+const DEFAULT_STALL_AFTER: HumanDuration =
+    HumanDuration::from_secs(DEFAULT_STALL_AFTER_SECONDS as u64);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,7 +75,7 @@ pub struct AmqpArgs {
         long,
         env = "AUDREY_AMQP_URL",
         hide_env_values = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = DEFAULT_AMQP_URL
     )]
     pub amqp_url: String,
     /// PEM file of the CA that signed the broker's certificate (amqps://), when
@@ -70,23 +83,23 @@ pub struct AmqpArgs {
     #[arg(long, env = "AUDREY_AMQP_CA_FILE")]
     pub amqp_ca_file: Option<PathBuf>,
     /// Topic exchange config servers publish to.
-    #[arg(long, env = "AUDREY_EXCHANGE", default_value = "audrey.events")]
+    #[arg(long, env = "AUDREY_EXCHANGE", default_value = DEFAULT_EXCHANGE)]
     pub exchange: String,
     /// This service's queue (a durable quorum queue).
-    #[arg(long, env = "AUDREY_QUEUE", default_value = "audrey.reporting")]
+    #[arg(long, env = "AUDREY_QUEUE", default_value = DEFAULT_QUEUE)]
     pub queue: String,
     /// Exchange invalid messages are dead-lettered to.
     #[arg(
         long,
         env = "AUDREY_DEAD_LETTER_EXCHANGE",
-        default_value = "audrey.events.dlx"
+        default_value = DEFAULT_DEAD_LETTER_EXCHANGE
     )]
     pub dead_letter_exchange: String,
     /// Queue holding dead letters, each with its reason in the `x-audrey-reason` header.
     #[arg(
         long,
         env = "AUDREY_DEAD_LETTER_QUEUE",
-        default_value = "audrey.reporting.dead"
+        default_value = DEFAULT_DEAD_LETTER_QUEUE
     )]
     pub dead_letter_queue: String,
 }
@@ -113,32 +126,32 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub amqp: AmqpArgs,
     /// Address the HTTP API listens on.
-    #[arg(long, env = "AUDREY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AUDREY_LISTEN", default_value = audrey_api::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Most events applied in one synced RocksDB batch.
-    #[arg(long, env = "AUDREY_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "AUDREY_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Unacknowledged deliveries the broker may send ahead (AMQP prefetch).
-    #[arg(long, env = "AUDREY_PREFETCH", default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "AUDREY_PREFETCH", default_value_t = DEFAULT_PREFETCH, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
     /// Larger messages are dead-lettered unread (bytes).
-    #[arg(long, env = "AUDREY_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "AUDREY_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
     /// An incomplete deployment without progress for this long is stalled (e.g. 900s, 15m, 1h).
-    #[arg(long, env = "AUDREY_STALL_AFTER", default_value = "15m", value_parser = parse_duration)]
-    pub stall_after: Duration,
+    #[arg(long, env = "AUDREY_STALL_AFTER", default_value_t = DEFAULT_STALL_AFTER)]
+    pub stall_after: HumanDuration,
     /// A config server is down after this many announced heartbeat intervals without one.
-    #[arg(long, env = "AUDREY_HEARTBEAT_TOLERANCE", default_value_t = 3.0)]
+    #[arg(long, env = "AUDREY_HEARTBEAT_TOLERANCE", default_value_t = DEFAULT_HEARTBEAT_TOLERANCE)]
     pub heartbeat_tolerance: f64,
     /// When set, /reports/* requires `Authorization: Bearer <token>`.
     #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// The event log of deployments completed longer ago than this is pruned (their views stay).
-    #[arg(long, env = "AUDREY_RETAIN_COMPLETED", default_value = "30d", value_parser = parse_duration)]
-    pub retain_completed: Duration,
+    #[arg(long, env = "AUDREY_RETAIN_COMPLETED", default_value_t = DEFAULT_RETAIN_COMPLETED)]
+    pub retain_completed: HumanDuration,
     /// How often the retention task runs.
-    #[arg(long, env = "AUDREY_PRUNE_EVERY", default_value = "10m", value_parser = parse_duration)]
-    pub prune_every: Duration,
+    #[arg(long, env = "AUDREY_PRUNE_EVERY", default_value_t = DEFAULT_PRUNE_EVERY)]
+    pub prune_every: HumanDuration,
 }
 
 #[derive(Debug, Args)]
@@ -213,8 +226,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 60.0, value_parser = parse_positive)]
     pub speed: f64,
     /// The service's --stall-after, to say how many deployments will be stalled.
-    #[arg(long, env = "AUDREY_STALL_AFTER", default_value = "15m", value_parser = parse_duration)]
-    pub stall_after: Duration,
+    #[arg(long, env = "AUDREY_STALL_AFTER", default_value_t = DEFAULT_STALL_AFTER)]
+    pub stall_after: HumanDuration,
 }
 
 /// A probability: a number from 0 to 1.
@@ -235,49 +248,9 @@ pub fn parse_positive(text: &str) -> Result<f64, String> {
 
 /// A duration of at least one second, in whole seconds (`10`, `10s`, `1m`).
 pub fn parse_whole_seconds(text: &str) -> Result<u32, String> {
-    let d = parse_duration(text)?;
+    let d = text.parse::<HumanDuration>()?.0;
     if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > u64::from(u32::MAX) {
         return Err(format!("`{text}` is not a whole number of seconds from 1s"));
     }
     Ok(d.as_secs() as u32)
-}
-
-/// `90`, `90s`, `15m`, `2h`, `30d`, or `250ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86_400.0,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}` (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
-    }
 }

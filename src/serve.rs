@@ -8,7 +8,7 @@ use tracing::info;
 
 use audrey_api::{ApiSettings, ApiState, Metrics};
 use audrey_consumer::{AppliedBatch, IngestConfig, Observer};
-use audrey_views::Store;
+use audrey_store::Store;
 
 use crate::cli::ServeArgs;
 
@@ -23,7 +23,7 @@ impl Observer for ConsumerReports {
     fn batch_applied(&self, batch: &AppliedBatch) {
         let metrics = &self.0.metrics;
         for t in &batch.applied_types {
-            metrics.event_consumed(t);
+            metrics.event_consumed(*t);
         }
         metrics.duplicates(batch.duplicates as u64);
         metrics.batch_applied(batch.apply_duration.as_secs_f64());
@@ -89,8 +89,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let retention = tokio::spawn(prune_periodically(
         Arc::clone(&store),
-        args.retain_completed,
-        args.prune_every,
+        args.retain_completed.0,
+        args.prune_every.0,
         stop_watch,
     ));
 
@@ -134,7 +134,7 @@ async fn prune_periodically(
             _ = stopped.wait_for(|s| *s) => return,
         }
         let store = Arc::clone(&store);
-        let now = audrey_views::Timestamp::now();
+        let now = audrey_core::Timestamp::now();
         let pass =
             tokio::task::spawn_blocking(move || store.prune(now, retain.as_secs_f64())).await;
         match pass {

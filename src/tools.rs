@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use audrey_views::event::DEFAULT_MAX_EVENT_BYTES;
-use audrey_views::{Event, Store};
+use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
+use audrey_core::Event;
+use audrey_store::Store;
 
 use crate::cli::{DataArgs, ExportArgs, ImportArgs, OnInvalid};
 

@@ -8,8 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use audrey_api::{ApiSettings, ApiState, Metrics};
-use audrey_views::scenario::script::*;
-use audrey_views::{Event, EventData, Store};
+use audrey_core::scenario::script::*;
+use audrey_core::{Event, EventId, Heartbeat, Source};
+use audrey_store::Store;
 use common::{assert_xsd_valid, get, request, Response};
 
 /// The API in this process, over its own store.
@@ -72,7 +73,7 @@ impl Api {
 #[test]
 fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
     let api = Api::start(ApiSettings::default());
-    let mut cs = Cs::new(BLOG);
+    let mut cs = DeploymentScript::new(BLOG);
     let deployment = format!("/reports/deployment/{BLOG}");
     let mysql = format!("/reports/instance/{MYSQL}");
     let wordpress = format!("/reports/instance/{WORDPRESS}");
@@ -181,18 +182,15 @@ fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
 #[test]
 fn lists_config_servers_health_json_etag_and_head() {
     let api = Api::start(ApiSettings::default());
-    let mut cs = Cs::new(BLOG);
+    let mut cs = DeploymentScript::new(BLOG);
     let mut events = blog_registered(&mut cs);
-    events.push(Event {
-        id: "hb-1".into(),
-        source: "/configserver/cs-01".into(),
-        time: audrey_views::Timestamp::now(),
-        deployment: None,
-        data: EventData::ConfigServerHeartbeat {
-            version: "0.4.2".into(),
-            interval_seconds: 30,
-        },
-    });
+    events.push(Event::Heartbeat(Heartbeat {
+        id: EventId::parse("hb-1").unwrap(),
+        source: Source::parse("/configserver/cs-01").unwrap(),
+        time: audrey_core::Timestamp::now(),
+        version: "0.4.2".into(),
+        interval_seconds: 30,
+    }));
     api.apply(&events);
 
     let list = api.xml("/reports/deployments?status=incomplete", 200);
@@ -273,7 +271,7 @@ fn bad_input_gets_the_right_status_and_a_valid_error_body() {
         api_token: Some("s3cret-token".into()),
         ..ApiSettings::default()
     });
-    api.apply(&blog_registered(&mut Cs::new(BLOG)));
+    api.apply(&blog_registered(&mut DeploymentScript::new(BLOG)));
     let auth = ("Authorization", "Bearer s3cret-token");
     let long_name = "x".repeat(300);
     let cases: Vec<BadRequest> = vec![
@@ -442,16 +440,16 @@ fn a_large_deployment_is_reported_whole() {
     // Over the size answered on the request's task: the blocking pool
     // answers, with the same document.
     let api = Api::start(ApiSettings::default());
-    let mut cs = audrey_views::scenario::ConfigServerScript::new("/configserver/cs-big", 3);
-    let shape = audrey_views::scenario::Shape {
+    let mut cs = audrey_core::scenario::ConfigServerScript::new("/configserver/cs-big", 3);
+    let shape = audrey_core::scenario::Shape {
         instances: 150,
         services_per_instance: 1,
         ..Default::default()
     };
-    let start = audrey_views::Timestamp::from_unix_seconds(1_795_615_200);
+    let start = audrey_core::Timestamp::from_unix_seconds(1_795_615_200);
     let events = cs.deployment(start, &shape);
     api.apply(&events);
-    let deployment = events[0].deployment.unwrap();
+    let deployment = events[0].deployment().unwrap();
     let report = api.xml(&format!("/reports/deployment/{deployment}"), 200);
     assert_eq!(report.matches("<instance ").count(), 150, "{report}");
     let small = api.xml(&format!("/reports/deployment/{BLOG}"), 404);
@@ -461,7 +459,7 @@ fn a_large_deployment_is_reported_whole() {
 #[test]
 fn history_lists_an_entitys_accepted_events_in_time_order() {
     let api = Api::start(ApiSettings::default());
-    let mut cs = Cs::new(BLOG);
+    let mut cs = DeploymentScript::new(BLOG);
     let mut events = blog_registered(&mut cs);
     events.push(cs.contacted(30, MYSQL));
     events.push(cs.ended(40, MYSQL, "mysql", 3));

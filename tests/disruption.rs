@@ -11,9 +11,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use audrey_consumer::Publisher;
-use audrey_views::memory::MemoryViews;
-use audrey_views::scenario::Rng;
-use audrey_views::Store;
+use audrey_core::memory::MemoryViews;
+use audrey_core::scenario::Rng;
+use audrey_core::Timestamp;
+use audrey_store::Store;
 use common::*;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -68,7 +69,7 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
     drain_and_stop(&rt, &data, &topology);
 
     let store = Store::open(&data).unwrap();
-    assert_store_matches(&store, &MemoryViews::from_events(&events));
+    assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
 }
 
 fn rabbitmqctl(args: &[&str]) {
@@ -109,7 +110,7 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
             },
         );
         // Reports are still served from RocksDB.
-        let deployment = first.iter().find_map(|e| e.deployment).unwrap();
+        let deployment = first.iter().find_map(|e| e.deployment()).unwrap();
         let report = service.get(&format!("/reports/deployment/{deployment}"));
         assert!(
             report.status == 200 || report.status == 404,
@@ -149,5 +150,5 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
         drain_and_stop(&rt, &data, &topology);
     }
     let store = Store::open(&data).unwrap();
-    assert_store_matches(&store, &MemoryViews::from_events(&events));
+    assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use audrey_consumer::ingest::REASON_HEADER;
 use audrey_consumer::publisher::header;
 use audrey_consumer::Publisher;
-use audrey_views::memory::MemoryViews;
-use audrey_views::scenario::Rng;
-use audrey_views::Store;
+use audrey_core::memory::MemoryViews;
+use audrey_core::scenario::Rng;
+use audrey_core::Timestamp;
+use audrey_store::Store;
 use common::*;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -81,7 +82,7 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
 
     assert_eq!(service.stop(), Some(0), "SIGTERM ends the service with 0");
     let store = Store::open(&data).unwrap();
-    assert_store_matches(&store, &expected);
+    assert_store_matches(&store, &expected, Timestamp::now());
 }
 
 /// One bad message of each kind the contract names, with the reason the
@@ -224,5 +225,5 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
 
     assert_eq!(service.stop(), Some(0));
     let store = Store::open(&data).unwrap();
-    assert_store_matches(&store, &MemoryViews::from_events(&valid));
+    assert_store_matches(&store, &MemoryViews::from_events(&valid), Timestamp::now());
 }

@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use audrey_consumer::{Publisher, Topology};
-use audrey_views::memory::MemoryViews;
-use audrey_views::scenario::{ConfigServerScript, Shape};
-use audrey_views::{DeploymentId, Event, EventData, Timestamp};
+use audrey_core::memory::MemoryViews;
+use audrey_core::scenario::{ConfigServerScript, Shape};
+use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
 use serde_json::Value;
 
@@ -244,10 +244,10 @@ fn expect(what: &str, actual: Result<f64, String>, expected: f64) -> Result<(), 
 
 /// The events moved in time so that the last one happens at `end`.
 fn ending_at(mut events: Vec<Event>, end: Timestamp) -> Vec<Event> {
-    let last = events.iter().map(|e| e.time).max().unwrap();
+    let last = events.iter().map(|e| e.time()).max().unwrap();
     let shift = end.nanos() - last.nanos();
     for e in &mut events {
-        e.time = Timestamp::from_nanos(e.time.nanos() + shift);
+        e.set_time(Timestamp::from_nanos(e.time().nanos() + shift));
     }
     events
 }
@@ -299,14 +299,7 @@ fn prometheus_scrapes_what_the_events_imply() {
                 _ = tick.tick() => {}
                 _ = stopped.changed() => break,
             }
-            let beat = script.event(
-                Timestamp::now(),
-                None,
-                EventData::ConfigServerHeartbeat {
-                    version: "0.4.2".into(),
-                    interval_seconds: 1,
-                },
-            );
+            let beat = script.heartbeat(Timestamp::now(), 1);
             publisher.publish(&beat).await.unwrap();
             sent.push(beat);
         }
@@ -340,8 +333,11 @@ fn prometheus_scrapes_what_the_events_imply() {
         script.deployment(published_at, &shape(0.0)),
         published_at.plus_seconds(-5.0),
     );
-    let (stuck_id, done_id) = (stuck[0].deployment.unwrap(), done[0].deployment.unwrap());
-    let last_progress = stuck.iter().map(|e| e.time).max().unwrap();
+    let (stuck_id, done_id) = (
+        stuck[0].deployment().unwrap(),
+        done[0].deployment().unwrap(),
+    );
+    let last_progress = stuck.iter().map(|e| e.time()).max().unwrap();
     let lp = last_progress.unix_seconds_f64();
     let deployment_events: Vec<Event> = [done.clone(), stuck.clone()].concat();
     let expected = MemoryViews::from_events(&deployment_events).counts;
@@ -565,7 +561,7 @@ fn prometheus_scrapes_what_the_events_imply() {
     let beats = rt.block_on(beating).unwrap();
     let last_beat = beats
         .iter()
-        .map(|e| e.time)
+        .map(|e| e.time())
         .max()
         .unwrap()
         .unix_seconds_f64();

@@ -7,8 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use audrey_views::query;
-use audrey_views::Store;
+use audrey_core::query;
+use audrey_store::Store;
 use common::*;
 
 fn dir_bytes(path: &std::path::Path) -> u64 {

@@ -12,10 +12,11 @@ use std::time::Duration;
 use audrey_consumer::publisher::CONTENT_TYPE;
 use audrey_consumer::topology::ALL_AUDREY_EVENTS;
 use audrey_consumer::Topology;
-use audrey_views::event::DEFAULT_MAX_EVENT_BYTES;
-use audrey_views::memory::MemoryViews;
-use audrey_views::model::{Counts, StatusCounts};
-use audrey_views::{Event, Store, Timestamp};
+use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
+use audrey_core::memory::MemoryViews;
+use audrey_core::rows::{Counts, StatusCounts};
+use audrey_core::{Event, Timestamp};
+use audrey_store::Store;
 use common::*;
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -197,10 +198,10 @@ async fn take_copies(copy: &str) -> Vec<Event> {
             Some(CONTENT_TYPE)
         );
         assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
-        assert_eq!(delivery.routing_key.as_str(), event.event_type());
+        assert_eq!(delivery.routing_key.as_str(), event.event_type().name());
         assert_eq!(
             properties.message_id().as_ref().map(|m| m.as_str()),
-            Some(event.id.as_str())
+            Some(event.id().as_str())
         );
         events.push(event);
     }
@@ -238,7 +239,7 @@ fn shape(events: &[Event]) -> Vec<Value> {
 fn ids(events: &[Event]) -> Vec<(String, String)> {
     events
         .iter()
-        .map(|e| (e.source.clone(), e.id.clone()))
+        .map(|e| (e.source().to_string(), e.id().to_string()))
         .collect()
 }
 
@@ -246,13 +247,13 @@ fn ids(events: &[Event]) -> Vec<(String, String)> {
 /// order published, and no earlier than the run's pace allows.
 fn assert_live_times(events: &[Event], run_started: Timestamp, at_least_seconds: f64) {
     let now = Timestamp::now();
-    assert!(events.first().unwrap().time >= run_started);
-    assert!(events.last().unwrap().time <= now);
+    assert!(events.first().unwrap().time() >= run_started);
+    assert!(events.last().unwrap().time() <= now);
     assert!(
-        events.windows(2).all(|w| w[0].time < w[1].time),
+        events.windows(2).all(|w| w[0].time() < w[1].time()),
         "times keep the planned order"
     );
-    let span = (events.last().unwrap().time.nanos() - events[0].time.nanos()) as f64 / 1e9;
+    let span = (events.last().unwrap().time().nanos() - events[0].time().nanos()) as f64 / 1e9;
     assert!(
         span >= at_least_seconds,
         "published over {span:.3} s, the pace needs at least {at_least_seconds:.3} s"
@@ -361,7 +362,10 @@ fn simulate_publishes_valid_events_and_says_what_the_views_then_say() {
     let events1 = rt.block_on(take_copies(&copy));
     assert_eq!(events1.len(), run1.events);
     assert_live_times(&events1, started, run1.simulated_seconds / 1000.0 * 0.95);
-    let types: BTreeSet<&str> = events1.iter().map(|e| e.data.short_type()).collect();
+    let types: BTreeSet<&str> = events1
+        .iter()
+        .map(|e| e.event_type().short_name())
+        .collect();
     for t in [
         "instance.registered",
         "deployment.registered",
@@ -373,7 +377,7 @@ fn simulate_publishes_valid_events_and_says_what_the_views_then_say() {
     ] {
         assert!(types.contains(t), "{t} published");
     }
-    let sources: BTreeSet<&str> = events1.iter().map(|e| e.source.as_str()).collect();
+    let sources: BTreeSet<&str> = events1.iter().map(|e| e.source().as_str()).collect();
     assert_eq!(sources.len(), 2, "two config servers by default");
 
     // (b) What it printed is the projection of what it published ...
@@ -456,7 +460,11 @@ fn simulate_publishes_valid_events_and_says_what_the_views_then_say() {
     assert_eq!(service.stop(), Some(0));
     let store = Store::open(&data).unwrap();
     let accepted: Vec<Event> = [events1, events2, events3].concat();
-    assert_store_matches(&store, &MemoryViews::from_events(&accepted));
+    assert_store_matches(
+        &store,
+        &MemoryViews::from_events(&accepted),
+        Timestamp::now(),
+    );
 }
 
 #[test]

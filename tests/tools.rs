@@ -8,9 +8,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use audrey_api::xml;
-use audrey_views::memory::MemoryViews;
-use audrey_views::query::{self, ReportContext};
-use audrey_views::{Store, Timestamp};
+use audrey_core::memory::MemoryViews;
+use audrey_core::query::{self, ReportContext};
+use audrey_core::Timestamp;
+use audrey_store::Store;
 use common::*;
 
 /// Runs the binary with these arguments.
@@ -181,6 +182,7 @@ fn serve_refuses_views_of_another_version_until_rebuild() {
     assert_store_matches(
         &Store::open(&data).unwrap(),
         &MemoryViews::from_events(&events),
+        Timestamp::now(),
     );
 }
 

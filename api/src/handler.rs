@@ -6,9 +6,10 @@ use std::time::Instant;
 use serde::Serialize;
 use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use audrey_views::model::fnv1a;
-use audrey_views::query::{self, DeploymentFilter};
-use audrey_views::{Status, StoreError};
+use audrey_core::query::{self, DeploymentFilter};
+use audrey_core::rows::fnv1a;
+use audrey_core::Status;
+use audrey_store::StoreError;
 
 use crate::routes::{Route, RouteError};
 use crate::{xml, ApiState};
@@ -94,7 +95,8 @@ pub async fn handle(
     response
 }
 
-type Labelled<T> = Result<(&'static str, T), (&'static str, ApiError)>;
+/// A request's outcome with the label of the route it took (for metrics).
+type WithRouteLabel<T> = Result<(&'static str, T), (&'static str, ApiError)>;
 
 async fn answer(
     method: &Method,
@@ -102,7 +104,7 @@ async fn answer(
     query: &str,
     headers: &HeaderMap,
     state: &Arc<ApiState>,
-) -> Labelled<Answer> {
+) -> WithRouteLabel<Answer> {
     const UNROUTED: &str = "unrouted";
     if path.len() + query.len() > MAX_PATH_BYTES {
         return Err((
@@ -178,8 +180,8 @@ const INLINE_DEPLOYMENT_INSTANCES: i64 = 64;
 
 /// Whether a deployment is small enough to report inline (one cached row
 /// read). Unknown or unreadable: no, the blocking pool answers.
-fn is_small(state: &ApiState, id: audrey_views::DeploymentId) -> bool {
-    use audrey_views::projection::ViewRead;
+fn is_small(state: &ApiState, id: audrey_core::DeploymentId) -> bool {
+    use audrey_core::views::ViewRead;
     matches!(
         state.store.reader().deployment(id),
         Ok(Some(d)) if d.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES
@@ -329,9 +331,9 @@ mod erased {
 }
 
 fn history_json(
-    page: &audrey_views::log::HistoryPage,
-    deployment: audrey_views::DeploymentId,
-    instance: Option<audrey_views::InstanceId>,
+    page: &audrey_store::HistoryPage,
+    deployment: audrey_core::DeploymentId,
+    instance: Option<audrey_core::InstanceId>,
     offset: u64,
     limit: u64,
 ) -> xml::HistoryJson<'_> {
@@ -517,16 +519,17 @@ fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::R
 mod tests {
     use super::*;
     use crate::{ApiSettings, Metrics};
-    use audrey_views::scenario::script::{blog_registered, Cs, BLOG};
-    use audrey_views::scenario::{ConfigServerScript, Shape};
-    use audrey_views::{Store, Timestamp};
+    use audrey_core::scenario::script::{blog_registered, DeploymentScript, BLOG};
+    use audrey_core::scenario::{ConfigServerScript, Shape};
+    use audrey_core::Timestamp;
+    use audrey_store::Store;
 
     #[test]
     fn only_small_deployments_are_reported_on_the_requests_task() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         store
-            .apply_batch(&blog_registered(&mut Cs::new(BLOG)))
+            .apply_batch(&blog_registered(&mut DeploymentScript::new(BLOG)))
             .unwrap();
         let shape = Shape {
             instances: INLINE_DEPLOYMENT_INSTANCES as usize + 1,
@@ -540,10 +543,10 @@ mod tests {
 
         assert!(is_small(
             &state,
-            audrey_views::DeploymentId::parse(BLOG).unwrap()
+            audrey_core::DeploymentId::parse(BLOG).unwrap()
         ));
-        assert!(!is_small(&state, large[0].deployment.unwrap()));
-        let unknown = audrey_views::DeploymentId::from_bytes([7; 16]);
+        assert!(!is_small(&state, large[0].deployment().unwrap()));
+        let unknown = audrey_core::DeploymentId::from_bytes([7; 16]);
         assert!(!is_small(&state, unknown));
     }
 }

@@ -8,7 +8,7 @@
 //! - [`xml`]: the XML documents, element names of the original Audrey.
 //! - [`metrics`]: `/metrics`, pipeline counters and view counts.
 //!
-//! It reads the views through `audrey_views::query` and knows nothing of
+//! It reads the views through `audrey_core::query` and knows nothing of
 //! AMQP: the binary tells it whether the consumer is connected.
 #![forbid(unsafe_code)]
 
@@ -24,10 +24,14 @@ use std::sync::Arc;
 
 use warp::Filter;
 
-use audrey_views::query::ReportContext;
-use audrey_views::{Store, Timestamp};
+use audrey_core::query::{ReportContext, DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_STALL_AFTER_SECONDS};
+use audrey_core::Timestamp;
+use audrey_store::Store;
 
 pub use metrics::Metrics;
+
+/// Where the API listens unless told otherwise: this machine only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Settings of the API.
 #[derive(Debug, Clone)]
@@ -43,8 +47,8 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
-            stall_after_seconds: 15.0 * 60.0,
-            heartbeat_tolerance: 3.0,
+            stall_after_seconds: DEFAULT_STALL_AFTER_SECONDS,
+            heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
             api_token: None,
         }
     }

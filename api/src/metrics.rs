@@ -13,9 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use audrey_views::event::{DecodeError, EVENT_TYPES};
-use audrey_views::query::{self, ReportContext};
-use audrey_views::{Status, Store, StoreError};
+use audrey_core::contract::{DecodeError, EventType};
+use audrey_core::domain::ConfigServerStatus;
+use audrey_core::query::{self, ReportContext};
+use audrey_core::Status;
+use audrey_store::{Store, StoreError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -189,11 +191,10 @@ impl Metrics {
         );
         // Every known label value exists from the start, so rate() and
         // increase() see the first event of each.
-        for t in EVENT_TYPES {
-            drop(
-                m.events_consumed
-                    .get_or_create(&TypeLabel { r#type: t.into() }),
-            );
+        for t in EventType::ALL {
+            drop(m.events_consumed.get_or_create(&TypeLabel {
+                r#type: t.short_name().into(),
+            }));
         }
         for reason in DecodeError::REASONS {
             drop(m.events_dead_lettered.get_or_create(&ReasonLabel {
@@ -203,10 +204,10 @@ impl Metrics {
         m
     }
 
-    pub fn event_consumed(&self, short_type: &str) {
+    pub fn event_consumed(&self, event_type: EventType) {
         self.events_consumed
             .get_or_create(&TypeLabel {
-                r#type: short_type.into(),
+                r#type: event_type.short_name().into(),
             })
             .inc();
     }
@@ -270,7 +271,10 @@ impl Metrics {
         }
         self.unresolved_dependencies
             .set(counts.unresolved_dependencies);
-        let (incomplete, stalled) = query::incomplete_deployments(&reader, ctx)?;
+        let query::IncompleteDeployments {
+            last_progress: incomplete,
+            stalled,
+        } = query::incomplete_deployments(&reader, ctx)?;
         self.deployments_stalled.set(stalled as i64);
         self.deployment_last_progress.clear();
         for (id, progress) in incomplete {
@@ -284,11 +288,11 @@ impl Metrics {
         self.config_server_last_heartbeat.clear();
         for server in query::config_servers(&reader, ctx)? {
             let label = SourceLabel {
-                source: server.source.clone(),
+                source: server.source.to_string(),
             };
             self.config_server_up
                 .get_or_create(&label)
-                .set(i64::from(server.status == "running"));
+                .set(i64::from(server.status == ConfigServerStatus::Running));
             if let Some(t) = server.last_heartbeat {
                 self.config_server_last_heartbeat
                     .get_or_create(&label)
@@ -305,10 +309,11 @@ impl Metrics {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use audrey_views::memory::MemoryViews;
-    use audrey_views::query::ReportContext;
-    use audrey_views::scenario::{ConfigServerScript, Shape};
-    use audrey_views::{DeploymentId, Event, EventData, Store, Timestamp};
+    use audrey_core::memory::MemoryViews;
+    use audrey_core::query::ReportContext;
+    use audrey_core::scenario::{ConfigServerScript, Shape};
+    use audrey_core::{DeploymentId, Event, EventType, Timestamp};
+    use audrey_store::Store;
 
     use super::Metrics;
 
@@ -330,11 +335,11 @@ mod tests {
     }
 
     fn deployment_of(events: &[Event]) -> DeploymentId {
-        events[0].deployment.expect("deployment events")
+        events[0].deployment().expect("deployment events")
     }
 
     fn last_time(events: &[Event]) -> Timestamp {
-        events.iter().map(|e| e.time).max().expect("events")
+        events.iter().map(|e| e.time()).max().expect("events")
     }
 
     fn ctx(now: Timestamp, stall_after_seconds: f64) -> ReportContext {
@@ -391,7 +396,7 @@ mod tests {
         let stuck = cs.deployment(start().plus_seconds(1.0), &shape(1.0));
         let beats = cs.heartbeats(start(), start().plus_seconds(100.0), 10);
         let mut all: Vec<Event> = [done.clone(), stuck.clone(), beats.clone()].concat();
-        all.sort_by_key(|e| e.time);
+        all.sort_by_key(|e| e.time());
         store.apply_batch(&all).unwrap();
         let expected = MemoryViews::from_events(&all).counts;
         // The scenario did what the test relies on.
@@ -525,7 +530,7 @@ mod tests {
         let completing = cs.deployment(start(), &shape(0.0));
         let deleted = cs.deployment(start(), &shape(1.0));
         let (finale, before) = completing.split_last().unwrap();
-        assert!(matches!(finale.data, EventData::ConfigurationEnded { .. }));
+        assert_eq!(finale.event_type(), EventType::ConfigurationEnded);
         store.apply_batch(&[before, &deleted[..]].concat()).unwrap();
         let metrics = Metrics::new();
         let now = last_time(&completing).plus_seconds(10.0);
@@ -586,11 +591,14 @@ mod tests {
         let (_dir, store) = open();
         let metrics = Metrics::new();
         let text = metrics.scrape(&store, &ctx(start(), 900.0)).unwrap();
-        for t in audrey_views::event::EVENT_TYPES {
-            let series = format!("audrey_events_consumed_total{{type=\"{t}\"}}");
+        for t in audrey_core::contract::EventType::ALL {
+            let series = format!(
+                "audrey_events_consumed_total{{type=\"{}\"}}",
+                t.short_name()
+            );
             assert_eq!(value(&text, &series), Some(0.0), "{series}");
         }
-        for reason in audrey_views::DecodeError::REASONS {
+        for reason in audrey_core::DecodeError::REASONS {
             let series = format!("audrey_events_dead_lettered_total{{reason=\"{reason}\"}}");
             assert_eq!(value(&text, &series), Some(0.0), "{series}");
         }
@@ -599,9 +607,9 @@ mod tests {
         assert!(!text.contains("audrey_config_server_up{"), "{text}");
         assert!(progress_series(&text).is_empty());
 
-        metrics.event_consumed("configserver.heartbeat");
-        metrics.event_consumed("configserver.heartbeat");
-        metrics.event_consumed("instance.contacted");
+        metrics.event_consumed(EventType::ConfigServerHeartbeat);
+        metrics.event_consumed(EventType::ConfigServerHeartbeat);
+        metrics.event_consumed(EventType::InstanceContacted);
         metrics.duplicates(3);
         metrics.dead_lettered("not_json");
         metrics.set_amqp_connected(true);
@@ -728,7 +736,7 @@ mod tests {
             }
             sampled.insert(family);
         }
-        // Each contract name of DESIGN.md "Metrics" is there.
+        // Each metric name of the README's "Metrics and alerts" is there.
         for name in [
             "audrey_config_server_up",
             "audrey_config_server_last_heartbeat_timestamp_seconds",

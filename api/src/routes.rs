@@ -2,7 +2,7 @@
 //! tower of warp filters) so every path, good or bad, lands in one `match`
 //! and gets the right status and an XML error body.
 
-use audrey_views::{DeploymentId, InstanceId, Name};
+use audrey_core::{DeploymentId, InstanceId, Name};
 use percent_encoding::percent_decode_str;
 
 /// The endpoints.

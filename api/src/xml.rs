@@ -1,6 +1,6 @@
 //! The Audrey reporting XML: one function per document, element and
-//! attribute names of the original config server's reports
-//! (`reference/audrey-config-server.md`), new ones in the same style.
+//! attribute names of the original Audrey config server's reports, new
+//! ones in the same style.
 //! Optional elements are left out while their data is missing. Every
 //! document is described by `schemas/reports.xsd`.
 
@@ -9,11 +9,11 @@ use std::io::Cursor;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use audrey_views::query::{
+use audrey_core::query::{
     AwaitedSource, ConfigServerState, DeploymentPage, DeploymentReport, InstanceReport,
     ServiceReport,
 };
-use audrey_views::Timestamp;
+use audrey_core::Timestamp;
 
 /// A small writer over quick-xml: attributes and text are escaped by it.
 pub struct Xml {
@@ -148,7 +148,7 @@ fn config_server_list(xml: &mut Xml, servers: &[ConfigServerState]) {
     xml.start("config-servers", &[]);
     for s in servers {
         let interval = s.interval_seconds.map(|i| i.to_string());
-        let mut attributes = vec![("source", s.source.as_str()), ("status", s.status)];
+        let mut attributes = vec![("source", s.source.as_str()), ("status", s.status.as_str())];
         if let Some(version) = &s.version {
             attributes.push(("version", version.as_str()));
         }
@@ -324,7 +324,7 @@ pub fn events(page: &HistoryJson<'_>) -> Vec<u8> {
         let mut attributes = vec![
             ("id", e.id),
             ("source", e.source),
-            ("type", e.r#type.as_str()),
+            ("type", e.r#type),
             ("time", time.as_str()),
         ];
         let instance = e.instance.map(|i| i.to_string());
@@ -348,9 +348,9 @@ pub struct HistoryJson<'a> {
     pub total: u64,
     pub offset: u64,
     pub limit: u64,
-    pub deployment: audrey_views::DeploymentId,
+    pub deployment: audrey_core::DeploymentId,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<audrey_views::InstanceId>,
+    pub instance: Option<audrey_core::InstanceId>,
     pub events: Vec<HistoryEvent<'a>>,
 }
 
@@ -358,11 +358,11 @@ pub struct HistoryJson<'a> {
 pub struct HistoryEvent<'a> {
     pub id: &'a str,
     pub source: &'a str,
-    pub r#type: String,
+    pub r#type: &'static str,
     #[serde(serialize_with = "rfc3339")]
     pub time: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<audrey_views::InstanceId>,
+    pub instance: Option<audrey_core::InstanceId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<&'a str>,
     pub data: serde_json::Value,
@@ -373,14 +373,17 @@ fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error>
 }
 
 impl<'a> HistoryEvent<'a> {
-    pub fn of(event: &'a audrey_views::Event) -> Self {
+    pub fn of(event: &'a audrey_core::Event) -> Self {
         Self {
-            id: &event.id,
-            source: &event.source,
-            r#type: event.event_type(),
-            time: event.time,
-            instance: event.data.instance(),
-            service: event.data.service().map(|s| s.as_str()),
+            id: event.id().as_str(),
+            source: event.source().as_str(),
+            r#type: event.event_type().name(),
+            time: event.time(),
+            instance: event.instance(),
+            service: event
+                .as_deployment_event()
+                .and_then(|e| e.data.service())
+                .map(|s| s.as_str()),
             data: event.data_json(),
         }
     }

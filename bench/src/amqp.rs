@@ -9,25 +9,18 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_lite::future::poll_once;
 use futures_lite::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
 use audrey_consumer::{Publisher, Topology};
-use audrey_views::Event;
+use audrey_core::Event;
 
 use crate::streams::DeploymentMaker;
 
 /// Names no other run uses.
 pub fn unique_topology(what: &str) -> Topology {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Topology::with_prefix(&format!("bench.{what}.{}.{nanos}", std::process::id()))
+    Topology::with_prefix(&audrey_testkit::broker::unique_name("bench", what))
 }
 
 /// A queue with the same arguments and bindings as the service's, on the
@@ -61,48 +54,7 @@ pub async fn declare(url: &str, topology: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Messages in a queue: (ready, consumers).
-pub async fn queue_state(url: &str, queue: &str) -> anyhow::Result<(u32, u32)> {
-    let connection = connect(url).await?;
-    let channel = connection.create_channel().await?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("looking at queue {queue}"))?;
-    let _ = connection.close(200, "done".into()).await;
-    Ok((declared.message_count(), declared.consumer_count()))
-}
-
-/// Deletes queues and exchanges (whatever of them exists).
-pub async fn remove(url: &str, topologies: &[Topology]) {
-    let Ok(connection) = connect(url).await else {
-        return;
-    };
-    for topology in topologies {
-        for queue in [&topology.queue, &topology.dead_letter_queue] {
-            if let Ok(channel) = connection.create_channel().await {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
-            if let Ok(channel) = connection.create_channel().await {
-                let _ = channel
-                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
-            }
-        }
-    }
-    let _ = connection.close(200, "done".into()).await;
-}
+pub use audrey_testkit::broker::{queue_state, remove_topologies as remove};
 
 /// Publishes every event with the reference publisher (persistent,
 /// confirmed), `chunk` at a time pipelined. Returns the time it took.
@@ -200,7 +152,7 @@ impl Flood {
         let (stop2, published2) = (Arc::clone(&stop), Arc::clone(&published));
         let task = rt.spawn(async move {
             let publisher = Publisher::connect(&url, &topology).await?;
-            let start = audrey_views::Timestamp::now().plus_seconds(-3_600.0);
+            let start = audrey_core::Timestamp::now().plus_seconds(-3_600.0);
             let mut maker = DeploymentMaker::new(seed, start, 0.25, None);
             let mut pending: Vec<Event> = Vec::new();
             while !stop2.load(Ordering::Relaxed) {

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use audrey_consumer::{Publisher, Topology};
-use audrey_views::event::EventData;
-use audrey_views::{Event, InstanceId, Name, Timestamp};
+use audrey_core::contract::EventData;
+use audrey_core::{Event, InstanceId, Name, Timestamp};
 use serde_json::Value;
 
-use crate::http::Client;
 use crate::query::ms;
 use crate::service::Service;
 use crate::streams;
 use crate::Ctx;
+use audrey_testkit::http::Client;
 
 pub struct FreshnessResult {
     pub published: usize,
@@ -49,6 +49,7 @@ enum Expect {
 
 impl Expect {
     fn of(event: &Event) -> Option<(InstanceId, Expect)> {
+        let event = event.as_deployment_event()?;
         match &event.data {
             EventData::InstanceContacted { instance, .. } => {
                 Some((*instance, Expect::Contacted(event.time)))
@@ -91,7 +92,7 @@ pub fn run(ctx: &Ctx, data_dir: &Path, topology: &Topology) -> anyhow::Result<Fr
     let t0 = Timestamp::now();
     let mut events = streams::realistic(2, count, t0.plus_seconds(-600.0), false);
     for (i, event) in events.iter_mut().enumerate() {
-        event.time = t0.plus_seconds(i as f64 / rate);
+        event.set_time(t0.plus_seconds(i as f64 / rate));
     }
     let candidates: Vec<usize> = (0..events.len())
         .filter(|i| streams::observable(&events[*i]))

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use audrey_consumer::Topology;
-use audrey_views::memory::MemoryViews;
-use audrey_views::{query, Store, Timestamp};
+use audrey_core::memory::MemoryViews;
+use audrey_core::{query, Timestamp};
+use audrey_store::Store;
 
 use crate::amqp;
-use crate::http::{metric_sum, Client};
 use crate::service::{dir_bytes, CpuUse, CpuWatch, Perf, Service};
 use crate::streams;
 use crate::Ctx;
+use audrey_testkit::http::Client;
+use audrey_testkit::metrics::metric_sum;
 
 /// The service's defaults, which the baseline copies.
 pub const PREFETCH: u16 = 2000;
@@ -196,7 +198,7 @@ fn wait_for_ready_messages(ctx: &Ctx, queue: &str, count: u32) -> anyhow::Result
 /// `events` (every event made it, once).
 pub fn assert_views_match(
     data_dir: &std::path::Path,
-    events: &[audrey_views::Event],
+    events: &[audrey_core::Event],
 ) -> anyhow::Result<()> {
     let expected = MemoryViews::from_events(events);
     let store = Store::open(data_dir).context("opening the store after the run")?;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p audrey-bench -- all     # the whole suite, ~6 minutes
-//! cargo run -p audrey-bench -- smoke             # a few seconds: works, loses nothing
+//! cargo run --release -p audrey-bench -- smoke   # a few seconds: works, loses nothing
 //! ```
 //!
 //! Every figure is measured against a baseline taken in the same run on the
@@ -23,7 +23,6 @@
 
 mod amqp;
 mod freshness;
-mod http;
 mod ingest;
 mod query;
 mod scale;
@@ -67,10 +66,11 @@ struct Args {
     /// also gives the scrape cost).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(long, default_value = audrey_consumer::connect::DEFAULT_AMQP_URL)]
     amqp_url: String,
     /// The `audrey-reporting` binary to run (default: build it with cargo,
-    /// release for `all`, debug for `smoke`).
+    /// in the release profile, the one every command of this repository
+    /// builds).
     #[arg(long)]
     service_bin: Option<PathBuf>,
     /// Record CPU profiles (`perf record`) of the service during the ingest
@@ -207,7 +207,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     let binary = match &args.service_bin {
         Some(path) => path.clone(),
-        None => service::build(args.suite == Suite::All)?,
+        None => service::build()?,
     };
     let temp;
     let work = match &args.work_dir {

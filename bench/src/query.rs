@@ -10,14 +10,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use audrey_views::scenario::Shape;
-use audrey_views::{Event, Store, Timestamp};
+use audrey_core::scenario::Shape;
+use audrey_core::{Event, Timestamp};
+use audrey_store::Store;
 
 use crate::amqp::{self, Flood};
-use crate::http::Client;
 use crate::service::{dir_bytes, Perf, Service};
 use crate::streams::{self, DeploymentMaker};
 use crate::Ctx;
+use audrey_testkit::http::Client;
 
 /// The wrk script: GET `$BENCH_PREFIX` + a random line of `$BENCH_IDS`.
 const WRK_SCRIPT: &str = include_str!("../wrk/random_path.lua");

@@ -17,9 +17,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use audrey_views::event::EventData;
-use audrey_views::scenario::{ConfigServerScript, Rng, Shape};
-use audrey_views::{Event, InstanceId, Name, Store, Timestamp};
+use audrey_core::contract::EventData;
+use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
+use audrey_core::{Event, InstanceId, Name, Timestamp};
+use audrey_store::Store;
 
 use crate::service::Perf;
 use crate::Ctx;
@@ -85,10 +86,11 @@ fn measure(
     for chunk in setup.chunks(2_000) {
         store.apply_batch(chunk)?;
     }
-    let deployment = setup[0].deployment;
+    let deployment = setup[0].deployment().expect("a deployment event");
     let mut instances: Vec<(InstanceId, Vec<Name>)> = Vec::new();
     for event in &setup {
-        if let EventData::InstanceRegistered(r) = &event.data {
+        if let Some(EventData::InstanceRegistered(r)) = event.as_deployment_event().map(|e| &e.data)
+        {
             if !instances.iter().any(|(i, _)| *i == r.instance) {
                 instances.push((
                     r.instance,
@@ -104,7 +106,7 @@ fn measure(
     );
 
     let mut rng = Rng::new(size as u64 ^ 0xa11ce);
-    let mut time = setup.last().map_or(start, |e| e.time).plus_seconds(1.0);
+    let mut time = setup.last().map_or(start, |e| e.time()).plus_seconds(1.0);
     // One batch: events on `pool` instances drawn afresh (all when `None`).
     let mut next_batch = |pool: Option<usize>| -> Vec<Event> {
         let chosen: Vec<usize> = match pool {

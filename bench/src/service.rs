@@ -2,7 +2,6 @@
 //! process, exactly as an operator runs it.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use audrey_consumer::Topology;
 
-use crate::http::{metric_sum, Client};
+use audrey_testkit::http::Client;
+use audrey_testkit::metrics::metric_sum;
 
 /// The workspace root (the bench package sits in `bench/`).
 pub fn workspace_root() -> PathBuf {
@@ -20,9 +20,9 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// Builds `audrey-reporting` in the given profile with cargo (a no-op when
-/// it is up to date) and returns the path of the binary.
-pub fn build(release: bool) -> anyhow::Result<PathBuf> {
+/// Builds `audrey-reporting` in the release profile with cargo (a no-op
+/// when it is up to date) and returns the path of the binary.
+pub fn build() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -44,9 +44,7 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
             command.env_remove(name.as_ref());
         }
     }
-    if release {
-        command.arg("--release");
-    }
+    command.arg("--release");
     let started = Instant::now();
     let status = command
         .status()
@@ -57,9 +55,7 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let binary = target
-        .join(if release { "release" } else { "debug" })
-        .join("audrey-reporting");
+    let binary = target.join("release").join("audrey-reporting");
     if !binary.exists() {
         bail!("cargo built no {}", binary.display());
     }
@@ -69,10 +65,6 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
         started.elapsed().as_secs_f64()
     );
     Ok(binary)
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running `audrey-reporting serve`. Killed if dropped while running.
@@ -89,7 +81,7 @@ impl Service {
         amqp_url: &str,
         topology: &Topology,
     ) -> anyhow::Result<Service> {
-        let port = free_port()?;
+        let port = audrey_testkit::wait::free_port();
         let log = data_dir.with_extension(format!("log.{port}"));
         let log_file = File::create(&log)?;
         let child = Command::new(binary)

@@ -1,14 +1,14 @@
 //! The event streams the benchmarks publish or apply: realistic deployments
 //! (several instances and services, dependencies between them, failures,
 //! retries, agents that give up, re-registrations) from a few config
-//! servers, built with `audrey_views::scenario` so they are the same for a
+//! servers, built with `audrey_core::scenario` so they are the same for a
 //! seed on every run.
 
 use std::collections::HashSet;
 
-use audrey_views::event::EventData;
-use audrey_views::scenario::{ConfigServerScript, Rng, Shape};
-use audrey_views::{DeploymentId, Event, InstanceId, Timestamp};
+use audrey_core::contract::EventType;
+use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
+use audrey_core::{DeploymentId, Event, InstanceId, Timestamp};
 
 /// Config servers publishing the streams.
 const SOURCES: usize = 4;
@@ -32,7 +32,7 @@ impl DeploymentMaker {
             servers: (0..SOURCES)
                 .map(|i| {
                     ConfigServerScript::new(
-                        format!("/configserver/bench-{:02}", i + 1),
+                        &format!("/configserver/bench-{:02}", i + 1),
                         seed.wrapping_mul(31).wrapping_add(i as u64),
                     )
                 })
@@ -89,8 +89,8 @@ pub fn realistic(seed: u64, count: usize, start: Timestamp, deletes: bool) -> Ve
     let mut last = start;
     while events.len() < count + count / 20 {
         let deployment = maker.next_deployment();
-        let end = deployment.last().map_or(start, |e| e.time);
-        let id = deployment.first().and_then(|e| e.deployment);
+        let end = deployment.last().map_or(start, |e| e.time());
+        let id = deployment.first().and_then(|e| e.deployment());
         events.extend(deployment);
         if let (true, Some(id)) = (deletes && rng.chance(0.02), id) {
             events.push(maker.delete(end.plus_seconds(60.0), id));
@@ -98,27 +98,27 @@ pub fn realistic(seed: u64, count: usize, start: Timestamp, deletes: bool) -> Ve
         last = last.max(end);
     }
     events.extend(maker.heartbeats(start, last));
-    events.sort_by_key(|e| e.time);
+    events.sort_by_key(|e| e.time());
     events.truncate(count);
     events
 }
 
 /// The instances the events register (or otherwise name).
 pub fn instances(events: &[Event]) -> HashSet<InstanceId> {
-    events.iter().filter_map(|e| e.data.instance()).collect()
+    events.iter().filter_map(Event::instance).collect()
 }
 
 /// The deployments the events name.
 pub fn deployments(events: &[Event]) -> HashSet<DeploymentId> {
-    events.iter().filter_map(|e| e.deployment).collect()
+    events.iter().filter_map(Event::deployment).collect()
 }
 
 /// Whether the event changes what an instance report shows in a way a
 /// poller can recognise (see `freshness`).
 pub fn observable(event: &Event) -> bool {
     matches!(
-        event.data,
-        EventData::InstanceContacted { .. } | EventData::ConfigurationEnded { .. }
+        event.event_type(),
+        EventType::InstanceContacted | EventType::ConfigurationEnded
     )
 }
 
@@ -131,7 +131,7 @@ mod tests {
         let start = Timestamp::from_unix_seconds(1_800_000_000);
         let events = realistic(1, 5_000, start, true);
         assert_eq!(events.len(), 5_000);
-        assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+        assert!(events.windows(2).all(|w| w[0].time() <= w[1].time()));
         assert!(deployments(&events).len() > 50);
         assert_eq!(realistic(1, 5_000, start, true), events);
     }

@@ -8,6 +8,10 @@ use lapin::{Connection, ConnectionProperties};
 
 use crate::redact_url;
 
+/// The broker on this machine, with RabbitMQ's default user: what a fresh
+/// install answers to.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// Where the broker is and how to trust it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {

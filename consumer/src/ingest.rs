@@ -33,9 +33,10 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use audrey_views::event::DecodeError;
-use audrey_views::store::EventOutcome;
-use audrey_views::{Encoded, Event, Store, Timestamp};
+use audrey_core::contract::DecodeError;
+use audrey_core::{Event, Timestamp};
+use audrey_store::EventOutcome;
+use audrey_store::{Encoded, Store};
 
 use crate::connect::Broker;
 use crate::observer::{AppliedBatch, Observer};
@@ -46,6 +47,13 @@ use crate::topology::Topology;
 pub const REASON_HEADER: &str = "x-audrey-reason";
 /// Header carrying the full, human-readable error of a dead letter.
 pub const ERROR_HEADER: &str = "x-audrey-error";
+
+/// The default AMQP prefetch: twice a batch, so the next batch is buffered
+/// while this one is synced.
+pub const DEFAULT_PREFETCH: u16 = 2000;
+/// The default most events per synced batch (BENCHMARKS.md: larger batches
+/// drain a backlog faster for more memory).
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 
 /// How the loop connects and batches.
 #[derive(Debug, Clone)]
@@ -67,11 +75,11 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            broker: Broker::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            broker: Broker::new(crate::connect::DEFAULT_AMQP_URL),
             topology: Topology::default(),
-            prefetch: 2000,
-            batch_size: 1000,
-            max_event_bytes: audrey_views::event::DEFAULT_MAX_EVENT_BYTES,
+            prefetch: DEFAULT_PREFETCH,
+            batch_size: DEFAULT_BATCH_SIZE as usize,
+            max_event_bytes: audrey_core::contract::DEFAULT_MAX_EVENT_BYTES,
             max_backoff: Duration::from_secs(15),
         }
     }
@@ -273,10 +281,10 @@ impl Session<'_> {
             for (event, outcome) in events.iter().map(Encoded::event).zip(&outcome.outcomes) {
                 match outcome {
                     EventOutcome::Applied(_) => {
-                        batch.applied_types.push(event.data.short_type());
+                        batch.applied_types.push(event.event_type());
                         batch
                             .lags_seconds
-                            .push((now.nanos() - event.time.nanos()) as f64 / 1e9);
+                            .push((now.nanos() - event.time().nanos()) as f64 / 1e9);
                     }
                     EventOutcome::Duplicate => batch.duplicates += 1,
                 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 /// One batch made durable.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedBatch {
-    /// The short type (e.g. `instance.contacted`) of each new event.
-    pub applied_types: Vec<&'static str>,
+    /// The type of each new event.
+    pub applied_types: Vec<audrey_core::EventType>,
     /// Redelivered or re-published events that changed nothing.
     pub duplicates: usize,
     /// How long the synced write of the batch took.

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use thiserror::Error;
 
-use audrey_views::Event;
+use audrey_core::Event;
 
 use crate::connect::Broker;
 use crate::topology::Topology;
@@ -76,16 +76,16 @@ impl Publisher {
         let mut confirms = Vec::with_capacity(events.len());
         for event in events {
             let properties = BasicProperties::default()
-                .with_message_id(event.id.as_str().into())
-                .with_type(ShortString::from(event.event_type()));
-            let routing_key = event.event_type();
+                .with_message_id(event.id().as_str().into())
+                .with_type(ShortString::from(event.event_type().name()));
+            let routing_key = event.event_type().name();
             let confirm = self
-                .send(&routing_key, &event.to_bytes(), properties)
+                .send(routing_key, &event.to_bytes(), properties)
                 .await?;
             confirms.push((routing_key, confirm));
         }
         for (routing_key, confirm) in confirms {
-            check(confirm.await?, &routing_key)?;
+            check(confirm.await?, routing_key)?;
         }
         Ok(())
     }

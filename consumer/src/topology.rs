@@ -12,6 +12,15 @@ pub const ALL_AUDREY_EVENTS: &str = "org.aeolusproject.audrey.#";
 /// is dead-lettered by the broker instead of looping forever.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// The exchange config servers publish to, unless told otherwise.
+pub const DEFAULT_EXCHANGE: &str = "audrey.events";
+/// This service's queue, unless told otherwise.
+pub const DEFAULT_QUEUE: &str = "audrey.reporting";
+/// Where invalid messages go, unless told otherwise.
+pub const DEFAULT_DEAD_LETTER_EXCHANGE: &str = "audrey.events.dlx";
+/// Where an operator reads dead letters, unless told otherwise.
+pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "audrey.reporting.dead";
+
 /// Names of the exchanges and queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -28,10 +37,10 @@ pub struct Topology {
 impl Default for Topology {
     fn default() -> Self {
         Self {
-            exchange: "audrey.events".into(),
-            queue: "audrey.reporting".into(),
-            dead_letter_exchange: "audrey.events.dlx".into(),
-            dead_letter_queue: "audrey.reporting.dead".into(),
+            exchange: DEFAULT_EXCHANGE.into(),
+            queue: DEFAULT_QUEUE.into(),
+            dead_letter_exchange: DEFAULT_DEAD_LETTER_EXCHANGE.into(),
+            dead_letter_queue: DEFAULT_DEAD_LETTER_QUEUE.into(),
         }
     }
 }

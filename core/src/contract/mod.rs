@@ -1,0 +1,23 @@
+//! The event contract: CloudEvents 1.0 (structured JSON mode) with the
+//! `deployment` extension attribute, and the data of each Audrey event type.
+//!
+//! - [`event`]: the accepted events, typed (a heartbeat is not a
+//!   deployment's event);
+//! - [`event_type`]: the eight types and their names;
+//! - [`decode`]: the only way in, strict, with precise errors;
+//! - [`encode`]: the canonical JSON back out;
+//! - [`error`]: why an event was refused, with a stable reason label.
+
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod event;
+pub mod event_type;
+
+pub use decode::DEFAULT_MAX_EVENT_BYTES;
+pub use error::DecodeError;
+pub use event::{
+    Awaited, DeploymentEvent, Event, EventData, Heartbeat, InstanceRegistration, Parameter,
+    ParameterSource, ServiceConfig,
+};
+pub use event_type::{EventType, TYPE_PREFIX};

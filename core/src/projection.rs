@@ -1,0 +1,469 @@
+//! The projection: how one event changes the views. Pure logic over plain
+//! rows; the rows are read and written through [`crate::views::ViewRead`]
+//! and [`ViewWrite`], which the in-memory map of the tests and the RocksDB
+//! store both implement.
+//!
+//! Every rule merges facts so that the result depends only on the *set* of
+//! events, never on their order or on duplicates: "latest" is the greatest
+//! [`Stamp`] (event time, then a stable tiebreak), "first contact" is a
+//! minimum, provided parameters are a union, deletion is a tombstone.
+//!
+//! Aggregates are incremental: a deployment keeps the [`Tally`] of its
+//! instances, and an instance keeps on itself how many references wait on
+//! what it provides, so an event reads its own instance and deployment (and
+//! the sources of changed references) but never the whole deployment. Only
+//! `deployment.registered` and `deployment.deleted` visit every instance.
+
+use std::collections::BTreeMap;
+
+use crate::contract::{
+    Awaited, DeploymentEvent, Event, EventData, Heartbeat,
+    InstanceRegistration as RegistrationEvent,
+};
+use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
+use crate::rows::{
+    ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, InstanceState,
+    Service, Stamp, Tally,
+};
+use crate::views::ViewWrite;
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Its facts are in the views (possibly changing nothing, when older
+    /// facts were already superseded).
+    Applied,
+    /// Its deployment was deleted: deletion is final, the event is ignored.
+    DeploymentDeleted,
+    /// It names an instance already known in another deployment; ignored.
+    InstanceInOtherDeployment,
+}
+
+/// Folds one event into the views.
+pub fn apply<V: ViewWrite>(views: &mut V, event: &Event) -> Result<Effect, V::Error> {
+    let stamp = Stamp::of(event);
+    match event {
+        Event::Heartbeat(heartbeat) => apply_heartbeat(views, heartbeat, stamp),
+        Event::Deployment(event) => apply_deployment_event(views, event, stamp),
+    }
+}
+
+/// A config server's latest heartbeat wins.
+fn apply_heartbeat<V: ViewWrite>(
+    views: &mut V,
+    heartbeat: &Heartbeat,
+    stamp: Stamp,
+) -> Result<Effect, V::Error> {
+    let newer = views
+        .config_server(heartbeat.source.as_str())?
+        .is_none_or(|known| stamp > known.last_heartbeat);
+    if newer {
+        views.put_config_server(ConfigServer {
+            source: heartbeat.source.clone(),
+            last_heartbeat: stamp,
+            version: heartbeat.version.clone(),
+            interval_seconds: heartbeat.interval_seconds,
+        })?;
+    }
+    Ok(Effect::Applied)
+}
+
+fn apply_deployment_event<V: ViewWrite>(
+    views: &mut V,
+    event: &DeploymentEvent,
+    stamp: Stamp,
+) -> Result<Effect, V::Error> {
+    let deployment = event.deployment;
+    let mut p = Projector {
+        views,
+        deployments: BTreeMap::new(),
+    };
+    let row = p.deployment(deployment)?;
+    if row.deleted.is_some() && !matches!(event.data, EventData::DeploymentDeleted) {
+        return Ok(Effect::DeploymentDeleted);
+    }
+    if let Some(instance) = event.data.instance() {
+        if let Some(known) = p.views.instance_deployment(instance)? {
+            if known != deployment {
+                return Ok(Effect::InstanceInOtherDeployment);
+            }
+        }
+    }
+    let row = p.deployment(deployment)?;
+    row.last_progress = row.last_progress.max(Some(event.time));
+    row.sources.insert(event.source.clone());
+
+    let time = event.time;
+    match &event.data {
+        EventData::InstanceRegistered(registration) => {
+            p.register_instance(deployment, stamp, registration)?
+        }
+        EventData::DeploymentRegistered { name, instances } => {
+            let row = p.deployment(deployment)?;
+            if row.name.as_ref().is_none_or(|(s, _)| stamp > *s) {
+                row.name = Some((stamp, name.clone()));
+            }
+            p.register_deployment(deployment, stamp, instances)?
+        }
+        EventData::InstanceContacted { instance, .. } => {
+            p.update_instance(*instance, deployment, |s| touch(s, time))?;
+        }
+        EventData::ConfigurationStarted { instance, service } => {
+            p.update_instance(*instance, deployment, |s| {
+                touch(s, time);
+                let row = s
+                    .services
+                    .entry(service.clone())
+                    .or_insert_with(|| Service::new(*instance, service.clone()));
+                row.started = row.started.max(Some(stamp));
+            })?;
+        }
+        EventData::ConfigurationEnded {
+            instance,
+            service,
+            return_code,
+        } => {
+            p.update_instance(*instance, deployment, |s| {
+                touch(s, time);
+                s.instance.ended_services.insert(service.clone());
+                let row = s
+                    .services
+                    .entry(service.clone())
+                    .or_insert_with(|| Service::new(*instance, service.clone()));
+                if row.ended.is_none_or(|(known, _)| stamp > known) {
+                    row.ended = Some((stamp, *return_code));
+                }
+            })?;
+        }
+        EventData::ParametersProvided {
+            instance,
+            parameters,
+        } => {
+            p.update_instance(*instance, deployment, |s| {
+                touch(s, time);
+                for name in parameters {
+                    let at = s.instance.provided.entry(name.clone()).or_insert(time);
+                    *at = (*at).min(time);
+                }
+            })?;
+        }
+        EventData::DeploymentDeleted => p.delete_deployment(deployment, time)?,
+    }
+    p.finish()?;
+    Ok(Effect::Applied)
+}
+
+/// Any agent request (and a configuration start or end, or provided
+/// parameters, are agent requests) is a contact.
+fn touch(state: &mut InstanceState, time: Timestamp) {
+    let i = &mut state.instance;
+    i.first_contacted = Some(i.first_contacted.map_or(time, |t| t.min(time)));
+    i.last_contacted = Some(i.last_contacted.map_or(time, |t| t.max(time)));
+}
+
+/// Recomputes an instance's derived status and completion from its facts.
+///
+/// Status is the worst of its configured services. An instance with no
+/// services is incomplete until it has been contacted and has provided all
+/// its return parameters. `completed` is the latest configuration end once
+/// every configured service's current run has ended, whatever the result.
+fn refresh(state: &mut InstanceState) {
+    let (status, completed) = match &state.instance.registration {
+        None => (Status::Incomplete, None),
+        Some(r) if r.services.is_empty() => {
+            let i = &state.instance;
+            let provided: Option<Vec<Timestamp>> = r
+                .provided_parameters
+                .iter()
+                .map(|p| i.provided.get(p).copied())
+                .collect();
+            match (i.first_contacted, provided) {
+                (Some(contact), Some(times)) => {
+                    let done = times.into_iter().fold(contact, Timestamp::max);
+                    (Status::Success, Some(done))
+                }
+                _ => (Status::Incomplete, None),
+            }
+        }
+        Some(r) => {
+            let mut status = Status::Success;
+            let mut completed = Some(Timestamp::from_nanos(i64::MIN));
+            for name in &r.services {
+                let service = state.services.get(name);
+                status = status.max(service.map_or(Status::Incomplete, Service::status));
+                let end = service.and_then(Service::current_end);
+                completed = match (completed, end) {
+                    (Some(latest), Some((stamp, _))) => Some(latest.max(stamp.time)),
+                    _ => None,
+                };
+            }
+            (status, completed)
+        }
+    };
+    state.instance.status = status;
+    state.instance.completed = completed;
+}
+
+/// The references of the configured services of an instance.
+fn references(state: &InstanceState) -> Vec<(InstanceId, Awaited)> {
+    state
+        .services
+        .values()
+        .filter_map(|s| s.parameters.as_ref())
+        .flatten()
+        .filter_map(|p| p.source.reference())
+        .collect()
+}
+
+/// Applies one event's changes, keeping the deployments it touches in hand
+/// until the end so that each is written (and counted) once.
+struct Projector<'v, V> {
+    views: &'v mut V,
+    /// Deployment rows touched: as read, and as they are becoming.
+    deployments: BTreeMap<DeploymentId, (Option<Deployment>, Deployment)>,
+}
+
+impl<V: ViewWrite> Projector<'_, V> {
+    fn deployment(&mut self, id: DeploymentId) -> Result<&mut Deployment, V::Error> {
+        if !self.deployments.contains_key(&id) {
+            let row = self.views.deployment(id)?;
+            let current = row.clone().unwrap_or_else(|| Deployment::new(id));
+            self.deployments.insert(id, (row, current));
+        }
+        Ok(&mut self.deployments.get_mut(&id).expect("just inserted").1)
+    }
+
+    /// Loads an instance (creating it in `deployment` if unknown), lets `f`
+    /// change its facts, re-derives its status and moves its deployment's
+    /// tally from the old contribution to the new. Returns false, changing
+    /// nothing, when the instance's deployment has been deleted.
+    fn update_instance(
+        &mut self,
+        id: InstanceId,
+        deployment: DeploymentId,
+        f: impl FnOnce(&mut InstanceState),
+    ) -> Result<bool, V::Error> {
+        let (state, before) = match self.views.take_instance(id)? {
+            Some(state) => {
+                let tally = state.tally();
+                (Some(state), tally)
+            }
+            None => (None, Tally::default()),
+        };
+        let owner_id = state.as_ref().map_or(deployment, |s| s.instance.deployment);
+        if self.deployment(owner_id)?.deleted.is_some() {
+            if let Some(taken) = state {
+                self.views.put_instance(taken)?;
+            }
+            return Ok(false);
+        }
+        let owner = self.deployment(owner_id)?;
+        let mut state = state.unwrap_or_else(|| InstanceState::new(id, deployment));
+        f(&mut state);
+        refresh(&mut state);
+        owner.tally.add(&before, -1);
+        owner.tally.add(&state.tally(), 1);
+        self.views.put_instance(state)?;
+        Ok(true)
+    }
+
+    fn register_instance(
+        &mut self,
+        deployment: DeploymentId,
+        stamp: Stamp,
+        event: &RegistrationEvent,
+    ) -> Result<(), V::Error> {
+        let row = self.deployment(deployment)?;
+        if row.name.as_ref().is_none_or(|(s, _)| stamp > *s) {
+            row.name = Some((stamp, event.deployment_name.clone()));
+        }
+        let id = event.instance;
+        let known = self.views.instance(id)?;
+        if known
+            .as_ref()
+            .and_then(|s| s.instance.registration.as_ref())
+            .is_some_and(|r| r.stamp >= stamp)
+        {
+            return Ok(()); // an older config than the one we have
+        }
+        // Net change of references per source, so each source is written once.
+        let mut delta: BTreeMap<(InstanceId, Awaited), i64> = BTreeMap::new();
+        for reference in known.as_ref().map(references).unwrap_or_default() {
+            *delta.entry(reference).or_default() -= 1;
+        }
+        for reference in event
+            .services
+            .iter()
+            .flat_map(|s| &s.parameters)
+            .filter_map(|p| p.source.reference())
+        {
+            *delta.entry(reference).or_default() += 1;
+        }
+
+        self.update_instance(id, deployment, |state| {
+            state.instance.registration = Some(InstanceRegistration {
+                stamp,
+                assembly: event.assembly.clone(),
+                provided_parameters: event.provided_parameters.clone(),
+                services: event.services.iter().map(|s| s.name.clone()).collect(),
+            });
+            for service in state.services.values_mut() {
+                service.parameters = None;
+            }
+            for config in &event.services {
+                state
+                    .services
+                    .entry(config.name.clone())
+                    .or_insert_with(|| Service::new(id, config.name.clone()))
+                    .parameters = Some(config.parameters.clone());
+            }
+            // A service dropped from the config and never run leaves no trace.
+            state
+                .services
+                .retain(|_, s| s.is_configured() || s.started.is_some() || s.ended.is_some());
+        })?;
+
+        let mut by_source: BTreeMap<InstanceId, Vec<(Awaited, i64)>> = BTreeMap::new();
+        for ((source, awaited), n) in delta.into_iter().filter(|(_, n)| *n != 0) {
+            by_source.entry(source).or_default().push((awaited, n));
+        }
+        for (source, changes) in by_source {
+            self.update_instance(source, deployment, |state| {
+                for (awaited, n) in changes {
+                    let count = state
+                        .instance
+                        .dependents
+                        .entry(awaited.clone())
+                        .or_default();
+                    *count = (i64::from(*count) + n).max(0) as u32;
+                    if *count == 0 {
+                        state.instance.dependents.remove(&awaited);
+                    }
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn register_deployment(
+        &mut self,
+        deployment: DeploymentId,
+        stamp: Stamp,
+        instances: &[InstanceId],
+    ) -> Result<(), V::Error> {
+        let row = self.deployment(deployment)?;
+        if row.registration.as_ref().is_some_and(|r| r.stamp >= stamp) {
+            return Ok(()); // an older expected set than the one we have
+        }
+        row.registration = Some(DeploymentRegistration {
+            stamp,
+            expected: instances.len() as u32,
+        });
+        let listed: std::collections::BTreeSet<InstanceId> = instances.iter().copied().collect();
+        for id in self.views.deployment_instances(deployment)? {
+            if !listed.contains(&id) {
+                self.update_instance(id, deployment, |s| s.instance.expected = false)?;
+            }
+        }
+        for id in listed {
+            if let Some(known) = self.views.instance_deployment(id)? {
+                if known != deployment {
+                    continue; // it belongs elsewhere; it stays there
+                }
+            }
+            self.update_instance(id, deployment, |s| s.instance.expected = true)?;
+        }
+        Ok(())
+    }
+
+    fn delete_deployment(
+        &mut self,
+        deployment: DeploymentId,
+        time: Timestamp,
+    ) -> Result<(), V::Error> {
+        let members = self.views.deployment_instances(deployment)?;
+        // References from the deleted instances to sources elsewhere stop
+        // waiting: take them off those sources.
+        let mut outside: BTreeMap<InstanceId, Vec<Awaited>> = BTreeMap::new();
+        for id in &members {
+            if let Some(state) = self.views.instance(*id)? {
+                for (source, awaited) in references(&state) {
+                    if !members.contains(&source) {
+                        outside.entry(source).or_default().push(awaited);
+                    }
+                }
+            }
+        }
+        for (source, awaited) in outside {
+            if let Some(state) = self.views.instance(source)? {
+                let owner = state.instance.deployment;
+                self.update_instance(source, owner, |s| {
+                    for a in awaited {
+                        if let Some(n) = s.instance.dependents.get_mut(&a) {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                s.instance.dependents.remove(&a);
+                            }
+                        }
+                    }
+                })?;
+            }
+        }
+        for id in members {
+            self.views.delete_instance(id)?;
+        }
+        // A bare tombstone: what it looked like before depends on which
+        // events arrived before the deletion, so none of it is kept.
+        let row = self.deployment(deployment)?;
+        let deleted = row.deleted.map_or(time, |t| t.min(time));
+        *row = Deployment {
+            deleted: Some(deleted),
+            ..Deployment::new(deployment)
+        };
+        Ok(())
+    }
+
+    /// Writes the touched deployments and moves the global counts from what
+    /// they contributed before to what they contribute now.
+    fn finish(self) -> Result<(), V::Error> {
+        let mut counts = self.views.counts()?;
+        let mut changed = false;
+        for (_, (before, after)) in self.deployments {
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            if let Some(before) = &before {
+                add_counts(&mut counts, &contribution(before), -1);
+            }
+            add_counts(&mut counts, &contribution(&after), 1);
+            self.views.put_deployment(after)?;
+            changed = true;
+        }
+        if changed {
+            self.views.put_counts(counts)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one deployment row adds to the global counts.
+fn contribution(d: &Deployment) -> Counts {
+    let mut counts = d.counts();
+    counts.instances = d.tally.instances;
+    counts.services = d.tally.services;
+    counts.unresolved_dependencies = d.tally.unresolved_dependencies;
+    counts
+}
+
+fn add_counts(total: &mut Counts, part: &Counts, sign: i64) {
+    for status in Status::ALL {
+        total
+            .deployments
+            .add(status, sign * part.deployments.get(status));
+        total
+            .instances
+            .add(status, sign * part.instances.get(status));
+        total.services.add(status, sign * part.services.get(status));
+    }
+    total.unresolved_dependencies += sign * part.unresolved_dependencies;
+}

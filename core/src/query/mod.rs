@@ -1,0 +1,313 @@
+//! The reports readers ask for, built from view rows through
+//! [`ViewRead`] (one consistent snapshot in the store).
+//!
+//! Cheap aggregates (status, counts) come straight from the rows; the few
+//! timestamps that are maxima over a deployment's instances (registered,
+//! completed) are computed here, since the deployment report reads every
+//! instance anyway to list them.
+
+mod report;
+
+use std::collections::HashMap;
+
+pub use report::*;
+
+use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
+use crate::rows::{Counts, Instance, Service};
+use crate::views::{ListDeployments, ViewRead};
+
+/// One page of the deployments list, in uuid order. Counting a status comes
+/// from the global counts; counting stalled ones visits the incomplete ones.
+pub fn deployment_page<V: ListDeployments>(
+    views: &V,
+    filter: DeploymentFilter,
+    offset: u64,
+    limit: u64,
+    ctx: &ReportContext,
+) -> Result<DeploymentPage, V::Error> {
+    let (status, stalled_only) = match filter {
+        DeploymentFilter::All => (None, false),
+        DeploymentFilter::Status(s) => (Some(s), false),
+        DeploymentFilter::Stalled => (Some(Status::Incomplete), true),
+    };
+    let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
+    let mut seen = 0u64;
+    let mut page = Vec::new();
+    views.deployments_with_status(status, &mut |id, progress| {
+        if stalled_only && progress.is_none_or(|p| p >= stall_before) {
+            return Ok(true);
+        }
+        if seen >= offset && (page.len() as u64) < limit {
+            page.push(id);
+        }
+        seen += 1;
+        // Counting stalled deployments needs the whole walk; the rest stop.
+        Ok(stalled_only || (page.len() as u64) < limit)
+    })?;
+    let counts = views.counts()?;
+    let total = match filter {
+        DeploymentFilter::All => counts.deployments.total() as u64,
+        DeploymentFilter::Status(s) => counts.deployments.get(s) as u64,
+        DeploymentFilter::Stalled => seen,
+    };
+    let mut deployments = Vec::with_capacity(page.len());
+    for id in page {
+        if let Some(row) = views.deployment(id)? {
+            deployments.push(DeploymentSummary::of(&row, ctx));
+        }
+    }
+    Ok(DeploymentPage {
+        total,
+        offset,
+        limit,
+        deployments,
+    })
+}
+
+/// The incomplete deployments, as the metrics need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteDeployments {
+    /// Each incomplete deployment with its last progress.
+    pub last_progress: Vec<(DeploymentId, Timestamp)>,
+    /// How many of them are stalled.
+    pub stalled: u64,
+}
+
+/// Incomplete deployments with their last progress, and how many are
+/// stalled: what the metrics need, in one walk of the incomplete ones.
+pub fn incomplete_deployments<V: ListDeployments>(
+    views: &V,
+    ctx: &ReportContext,
+) -> Result<IncompleteDeployments, V::Error> {
+    let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
+    let mut last_progress = Vec::new();
+    let mut stalled = 0;
+    views.deployments_with_status(Some(Status::Incomplete), &mut |id, progress| {
+        if let Some(progress) = progress {
+            last_progress.push((id, progress));
+            stalled += u64::from(progress < stall_before);
+        }
+        Ok(true)
+    })?;
+    Ok(IncompleteDeployments {
+        last_progress,
+        stalled,
+    })
+}
+
+/// The deployment report; `None` when unknown or deleted.
+pub fn deployment_report<V: ViewRead>(
+    views: &V,
+    id: DeploymentId,
+    ctx: &ReportContext,
+) -> Result<Option<DeploymentReport>, V::Error> {
+    let Some(d) = views.deployment(id)?.filter(|d| d.deleted.is_none()) else {
+        return Ok(None);
+    };
+    let mut members = views.instances(&views.deployment_instances(id)?)?;
+    members.sort_by_key(|s| s.instance.uuid);
+
+    let registrations = members
+        .iter()
+        .filter(|s| d.registration.is_none() || s.instance.expected)
+        .filter_map(|s| s.instance.registration.as_ref().map(|r| r.stamp.time));
+    let registered = d.is_registered().then(|| {
+        registrations
+            .chain(d.registration.as_ref().map(|r| r.stamp.time))
+            .max()
+    });
+    let completed = d
+        .is_completed()
+        .then(|| members.iter().filter_map(|s| s.instance.completed).max());
+
+    let mut sources = SourceCache::new(views);
+    // Most references point inside the deployment: its instances are in hand.
+    for state in &members {
+        sources
+            .seen
+            .insert(state.instance.uuid, Some(state.instance.clone()));
+    }
+    let mut unresolved = Vec::new();
+    for state in &members {
+        for service in state.visible_services() {
+            for (parameter, source_instance, awaited) in sources.unresolved(service)? {
+                unresolved.push(UnresolvedDependency {
+                    instance: state.instance.uuid,
+                    service: service.name.clone(),
+                    parameter,
+                    source_instance,
+                    awaited,
+                });
+            }
+        }
+    }
+    let mut config_servers = Vec::new();
+    for source in &d.sources {
+        config_servers.push(match views.config_server(source.as_str())? {
+            Some(row) => ConfigServerState::of(&row, ctx),
+            None => ConfigServerState {
+                source: source.clone(),
+                status: ConfigServerStatus::Unknown,
+                version: None,
+                interval_seconds: None,
+                last_heartbeat: None,
+            },
+        });
+    }
+    Ok(Some(DeploymentReport {
+        uuid: d.uuid,
+        name: d.name().cloned(),
+        status: d.status(),
+        stalled: d.is_stalled(ctx.now, ctx.stall_after_seconds),
+        registered: registered.flatten(),
+        missing_instances: members
+            .iter()
+            .filter(|s| s.instance.expected && s.instance.registration.is_none())
+            .map(|s| s.instance.uuid)
+            .collect(),
+        completed: completed.flatten(),
+        last_progress: d.last_progress,
+        instances: members
+            .iter()
+            .map(|s| InstanceSummary {
+                uuid: s.instance.uuid,
+                assembly: s.instance.registration.as_ref().map(|r| r.assembly.clone()),
+                status: s.instance.status,
+            })
+            .collect(),
+        unresolved_dependencies: unresolved,
+        config_servers,
+    }))
+}
+
+/// The instance report; `None` when unknown (or its deployment deleted).
+pub fn instance_report<V: ViewRead>(
+    views: &V,
+    id: InstanceId,
+) -> Result<Option<InstanceReport>, V::Error> {
+    let Some(state) = views.instance(id)? else {
+        return Ok(None);
+    };
+    let mut sources = SourceCache::new(views);
+    let mut services = Vec::new();
+    for service in state.visible_services() {
+        services.push(service_of(service, &mut sources)?);
+    }
+    let i = &state.instance;
+    Ok(Some(InstanceReport {
+        uuid: i.uuid,
+        deployment: i.deployment,
+        assembly: i.registration.as_ref().map(|r| r.assembly.clone()),
+        status: i.status,
+        registered: i.registration.as_ref().map(|r| r.stamp.time),
+        first_contacted: i.first_contacted,
+        last_contacted: i.last_contacted,
+        completed: i.completed,
+        services,
+        pending_return_parameters: i.pending_return_parameters().into_iter().cloned().collect(),
+    }))
+}
+
+/// One service of an instance; `None` when either is unknown.
+pub fn service_report<V: ViewRead>(
+    views: &V,
+    instance: InstanceId,
+    name: &Name,
+) -> Result<Option<ServiceReport>, V::Error> {
+    let Some(state) = views.instance(instance)? else {
+        return Ok(None);
+    };
+    let Some(service) = state
+        .visible_services()
+        .into_iter()
+        .find(|s| &s.name == name)
+    else {
+        return Ok(None);
+    };
+    service_of(service, &mut SourceCache::new(views)).map(Some)
+}
+
+/// Every known config server and whether it is running.
+pub fn config_servers<V: ViewRead>(
+    views: &V,
+    ctx: &ReportContext,
+) -> Result<Vec<ConfigServerState>, V::Error> {
+    Ok(views
+        .config_servers()?
+        .iter()
+        .map(|row| ConfigServerState::of(row, ctx))
+        .collect())
+}
+
+/// The global counts (kept incrementally: no scan).
+pub fn counts<V: ViewRead>(views: &V) -> Result<Counts, V::Error> {
+    views.counts()
+}
+
+fn service_of<V: ViewRead>(
+    service: &Service,
+    sources: &mut SourceCache<'_, V>,
+) -> Result<ServiceReport, V::Error> {
+    let end = service.current_end();
+    Ok(ServiceReport {
+        name: service.name.clone(),
+        instance: service.instance,
+        status: service.status(),
+        configuration_started: service.started.map(|s| s.time),
+        configuration_ended: end.map(|(s, _)| s.time),
+        completion_status: end.map(|(_, code)| code),
+        unresolved_service_parameters: sources
+            .unresolved(service)?
+            .into_iter()
+            .map(|(name, source_instance, awaited)| UnresolvedParameter {
+                name,
+                source_instance,
+                awaited,
+            })
+            .collect(),
+    })
+}
+
+/// Looks up source instances (their rows only) once per report.
+struct SourceCache<'v, V> {
+    views: &'v V,
+    seen: HashMap<InstanceId, Option<Instance>>,
+}
+
+impl<'v, V: ViewRead> SourceCache<'v, V> {
+    fn new(views: &'v V) -> Self {
+        Self {
+            views,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The reference parameters of a configured service whose source has
+    /// not been provided: (parameter, source instance, what it awaits).
+    fn unresolved(
+        &mut self,
+        service: &Service,
+    ) -> Result<Vec<(Name, InstanceId, AwaitedSource)>, V::Error> {
+        let mut out = Vec::new();
+        for parameter in service.parameters.iter().flatten() {
+            let Some((source, awaited)) = parameter.source.reference() else {
+                continue;
+            };
+            if !self.seen.contains_key(&source) {
+                let row = self.views.instance_row(source)?;
+                self.seen.insert(source, row);
+            }
+            let provided = self.seen[&source]
+                .as_ref()
+                .is_some_and(|i| i.has_provided(&awaited));
+            if !provided {
+                out.push((
+                    parameter.name.clone(),
+                    source,
+                    AwaitedSource::from(&awaited),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,249 @@
+//! The reports, as plain data: the API renders them as the Audrey XML or
+//! as JSON.
+
+use serde::{Serialize, Serializer};
+
+use crate::contract::Awaited;
+use crate::domain::{
+    ConfigServerStatus, DeploymentId, InstanceId, Name, Source, Status, Timestamp,
+};
+use crate::rows::{ConfigServer, Deployment};
+
+/// What "now" means for a report, and the thresholds that depend on it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportContext {
+    pub now: Timestamp,
+    /// An incomplete deployment with no event for this long is stalled.
+    pub stall_after_seconds: f64,
+    /// A config server is down after this many announced intervals without
+    /// a heartbeat.
+    pub heartbeat_tolerance: f64,
+}
+
+/// The default of `--stall-after`: an incomplete deployment without
+/// progress for 15 minutes is stalled.
+pub const DEFAULT_STALL_AFTER_SECONDS: f64 = 15.0 * 60.0;
+/// The default of `--heartbeat-tolerance`: a config server is down after
+/// three missed heartbeats.
+pub const DEFAULT_HEARTBEAT_TOLERANCE: f64 = 3.0;
+
+impl ReportContext {
+    /// At `now`, with the default thresholds.
+    pub fn at(now: Timestamp) -> Self {
+        Self {
+            now,
+            stall_after_seconds: DEFAULT_STALL_AFTER_SECONDS,
+            heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+        }
+    }
+}
+
+pub(crate) fn rfc3339<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A deployment, with its instances and what they wait for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentReport {
+    pub uuid: DeploymentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    pub status: Status,
+    pub stalled: bool,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Timestamp>,
+    /// Expected instances (from `deployment.registered`) not yet registered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_instances: Vec<InstanceId>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Timestamp>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub last_progress: Option<Timestamp>,
+    pub instances: Vec<InstanceSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved_dependencies: Vec<UnresolvedDependency>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_servers: Vec<ConfigServerState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceSummary {
+    pub uuid: InstanceId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<Name>,
+    pub status: Status,
+}
+
+/// One reference parameter whose source has not been provided yet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct UnresolvedDependency {
+    /// The waiting instance, service and parameter.
+    pub instance: InstanceId,
+    pub service: Name,
+    pub parameter: Name,
+    /// Where the value must come from.
+    pub source_instance: InstanceId,
+    #[serde(flatten)]
+    pub awaited: AwaitedSource,
+}
+
+/// What a reference waits for on its source instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum AwaitedSource {
+    /// A provided parameter (`<return-param-name>`).
+    #[serde(rename = "source_parameter")]
+    Parameter(Name),
+    /// A service's return code (`<service-name>`).
+    #[serde(rename = "source_service")]
+    Service(Name),
+}
+
+impl From<&Awaited> for AwaitedSource {
+    fn from(a: &Awaited) -> Self {
+        match a {
+            Awaited::Parameter(p) => AwaitedSource::Parameter(p.clone()),
+            Awaited::ServiceReturnCode(s) => AwaitedSource::Service(s.clone()),
+        }
+    }
+}
+
+/// An instance with all its services.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceReport {
+    pub uuid: InstanceId,
+    pub deployment: DeploymentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<Name>,
+    pub status: Status,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Timestamp>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub first_contacted: Option<Timestamp>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub last_contacted: Option<Timestamp>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Timestamp>,
+    pub services: Vec<ServiceReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_return_parameters: Vec<Name>,
+}
+
+/// One service of one instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceReport {
+    pub name: Name,
+    pub instance: InstanceId,
+    pub status: Status,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub configuration_started: Option<Timestamp>,
+    /// Present once the current run has ended.
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub configuration_ended: Option<Timestamp>,
+    /// The return code of the current run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_status: Option<i32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved_service_parameters: Vec<UnresolvedParameter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnresolvedParameter {
+    pub name: Name,
+    pub source_instance: InstanceId,
+    #[serde(flatten)]
+    pub awaited: AwaitedSource,
+}
+
+/// Whether a config server is running.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigServerState {
+    pub source: Source,
+    /// `running`, `down`, or `unknown` when it never sent a heartbeat.
+    pub status: ConfigServerStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u32>,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<Timestamp>,
+}
+
+impl ConfigServerState {
+    pub fn of(row: &ConfigServer, ctx: &ReportContext) -> Self {
+        Self {
+            source: row.source.clone(),
+            status: if row.is_running(ctx.now, ctx.heartbeat_tolerance) {
+                ConfigServerStatus::Running
+            } else {
+                ConfigServerStatus::Down
+            },
+            version: Some(row.version.clone()),
+            interval_seconds: Some(row.interval_seconds),
+            last_heartbeat: Some(row.last_heartbeat.time),
+        }
+    }
+}
+
+/// One line of the deployments list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentSummary {
+    pub uuid: DeploymentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    pub status: Status,
+    pub stalled: bool,
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub last_progress: Option<Timestamp>,
+    #[serde(rename = "instance_counts")]
+    pub instances: InstanceCounts,
+    pub unresolved_dependencies: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InstanceCounts {
+    pub total: i64,
+    pub success: i64,
+    pub incomplete: i64,
+    pub error: i64,
+}
+
+impl DeploymentSummary {
+    pub fn of(d: &Deployment, ctx: &ReportContext) -> Self {
+        let counts = d.tally.instances;
+        Self {
+            uuid: d.uuid,
+            name: d.name().cloned(),
+            status: d.status(),
+            stalled: d.is_stalled(ctx.now, ctx.stall_after_seconds),
+            last_progress: d.last_progress,
+            instances: InstanceCounts {
+                total: counts.total(),
+                success: counts.success,
+                incomplete: counts.incomplete,
+                error: counts.error,
+            },
+            unresolved_dependencies: d.tally.unresolved_dependencies,
+        }
+    }
+}
+
+/// Which deployments to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentFilter {
+    All,
+    Status(Status),
+    /// Incomplete with no progress for longer than the stall threshold.
+    Stalled,
+}
+
+/// A page of the deployments list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentPage {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+    pub deployments: Vec<DeploymentSummary>,
+}

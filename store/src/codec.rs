@@ -1,0 +1,198 @@
+//! How view rows are stored: postcard, compact and fast, not
+//! self-describing. A change of a row's layout must bump
+//! [`VIEWS_VERSION`]; the golden-bytes test below fails when one changes
+//! without it.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use audrey_core::rows::{Instance, InstanceState};
+
+use crate::error::StoreError;
+
+/// Bumped whenever the projection or the row encoding changes meaning:
+/// views of another version must be rebuilt from the event log.
+/// Version 2 keeps an instance's services inside its row.
+pub const VIEWS_VERSION: u32 = 2;
+
+pub(crate) fn encode<T: Serialize>(row: &T) -> Vec<u8> {
+    postcard::to_stdvec(row).expect("view rows always serialise")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::corrupt(what, e))
+}
+
+/// An instance and its services: one row, one read. The [`Instance`] is
+/// encoded first so that [`decode_instance_row`] can stop after it.
+pub(crate) fn encode_instance(state: &InstanceState) -> Vec<u8> {
+    encode(&(&state.instance, &state.services))
+}
+
+pub(crate) fn decode_instance(bytes: &[u8]) -> Result<InstanceState, StoreError> {
+    let (instance, services) = decode("instances", bytes)?;
+    Ok(InstanceState { instance, services })
+}
+
+/// Only the instance fields of an instance row (a reference's source): its
+/// services are not decoded.
+pub(crate) fn decode_instance_row(bytes: &[u8]) -> Result<Instance, StoreError> {
+    let (instance, _services): (Instance, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| StoreError::corrupt("instances", e))?;
+    Ok(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use audrey_core::contract::{Awaited, Parameter, ParameterSource};
+    use audrey_core::domain::{DeploymentId, InstanceId, Name, Source, Status, Timestamp};
+    use audrey_core::rows::{
+        ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, Service,
+        Stamp, StatusCounts, Tally,
+    };
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    fn stamp(seconds: i64) -> Stamp {
+        Stamp::new(Timestamp::from_unix_seconds(seconds), "/cs", "e")
+    }
+
+    /// One of each row, every field set, so that any change to a row's
+    /// fields or their order changes these bytes.
+    fn rows() -> (Deployment, InstanceState, ConfigServer, Counts) {
+        let d = DeploymentId::from_bytes([1; 16]);
+        let i = InstanceId::from_bytes([2; 16]);
+        let counts = StatusCounts {
+            success: 1,
+            incomplete: 2,
+            error: 3,
+        };
+        let deployment = Deployment {
+            uuid: d,
+            name: Some((stamp(1), name("blog"))),
+            registration: Some(DeploymentRegistration {
+                stamp: stamp(2),
+                expected: 2,
+            }),
+            deleted: Some(Timestamp::from_unix_seconds(9)),
+            last_progress: Some(Timestamp::from_unix_seconds(8)),
+            sources: BTreeSet::from([Source::parse("/cs").unwrap()]),
+            tally: Tally {
+                instances: counts,
+                completed: 4,
+                registered: 5,
+                expected_missing: 6,
+                unresolved_dependencies: 7,
+                services: counts,
+            },
+        };
+        let mut instance = Instance::new(i, d);
+        instance.registration = Some(InstanceRegistration {
+            stamp: stamp(3),
+            assembly: name("mysql"),
+            provided_parameters: vec![name("ipaddress")],
+            services: vec![name("mysql")],
+        });
+        instance.expected = true;
+        instance.first_contacted = Some(Timestamp::from_unix_seconds(4));
+        instance.last_contacted = Some(Timestamp::from_unix_seconds(5));
+        instance.provided = BTreeMap::from([(name("ipaddress"), Timestamp::from_unix_seconds(6))]);
+        instance.ended_services = BTreeSet::from([name("mysql")]);
+        instance.dependents = BTreeMap::from([(Awaited::Parameter(name("ipaddress")), 2)]);
+        instance.status = Status::Error;
+        instance.completed = Some(Timestamp::from_unix_seconds(7));
+        let service = Service {
+            instance: i,
+            name: name("mysql"),
+            parameters: Some(vec![Parameter {
+                name: name("peer"),
+                source: ParameterSource::ProvidedParameter {
+                    instance: i,
+                    parameter: name("ipaddress"),
+                },
+            }]),
+            started: Some(stamp(5)),
+            ended: Some((stamp(6), 1)),
+        };
+        let state = InstanceState {
+            instance,
+            services: BTreeMap::from([(name("mysql"), service)]),
+        };
+        let server = ConfigServer {
+            source: Source::parse("/cs").unwrap(),
+            last_heartbeat: stamp(7),
+            version: "0.4.2".into(),
+            interval_seconds: 30,
+        };
+        let totals = Counts {
+            deployments: counts,
+            instances: counts,
+            services: counts,
+            unresolved_dependencies: 8,
+        };
+        (deployment, state, server, totals)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        crate::keys::hex(bytes)
+    }
+
+    /// The stored bytes of version 2 rows. If this fails, a row's layout
+    /// changed: bump VIEWS_VERSION (stores of the old version will then
+    /// ask for a rebuild) and write the new bytes here.
+    #[test]
+    fn rows_keep_their_stored_bytes_within_a_views_version() {
+        assert_eq!(VIEWS_VERSION, 2, "a new version: update the bytes below");
+        let (deployment, state, server, counts) = rows();
+        let golden = [
+            ("deployment", hex(&encode(&deployment)), GOLDEN_DEPLOYMENT),
+            ("instance", hex(&encode_instance(&state)), GOLDEN_INSTANCE),
+            ("config server", hex(&encode(&server)), GOLDEN_CONFIG_SERVER),
+            ("counts", hex(&encode(&counts)), GOLDEN_COUNTS),
+        ];
+        let changed: Vec<String> = golden
+            .iter()
+            .filter(|(_, actual, expected)| actual != expected)
+            .map(|(what, actual, _)| format!("{what}: now {actual}"))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "the stored bytes of these rows changed:\n{}",
+            changed.join("\n")
+        );
+    }
+
+    #[test]
+    fn rows_decode_to_what_was_encoded() {
+        let (deployment, state, server, counts) = rows();
+        assert_eq!(
+            decode::<Deployment>("d", &encode(&deployment)).unwrap(),
+            deployment
+        );
+        let bytes = encode_instance(&state);
+        assert_eq!(decode_instance(&bytes).unwrap(), state);
+        assert_eq!(decode_instance_row(&bytes).unwrap(), state.instance);
+        assert_eq!(
+            decode::<ConfigServer>("c", &encode(&server)).unwrap(),
+            server
+        );
+        assert_eq!(decode::<Counts>("n", &encode(&counts)).unwrap(), counts);
+        assert!(matches!(
+            decode_instance(&bytes[..bytes.len() / 2]),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    const GOLDEN_DEPLOYMENT: &str =
+        "10010101010101010101010101010101010180a8d6b907c3b7dcb1cee6b9dd4b04626c6f670180d0acf30ec3b7dcb1cee6b9dd4b020180e88887430180c0b2cd3b01032f6373020406080a0c0e020406";
+    const GOLDEN_INSTANCE: &str =
+        "100202020202020202020202020202020210010101010101010101010101010101010180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c010180a0d9e61d0180c8afa025010969706164647265737380f085da2c01056d7973716c0100096970616464726573730202018098dc933401056d7973716c1002020202020202020202020202020202056d7973716c01010470656572011002020202020202020202020202020202096970616464726573730180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
+    const GOLDEN_CONFIG_SERVER: &str = "032f63738098dc9334c3b7dcb1cee6b9dd4b05302e342e321e";
+    const GOLDEN_COUNTS: &str = "02040602040602040610";
+}

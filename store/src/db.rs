@@ -1,0 +1,144 @@
+//! The RocksDB database: its column families, how each is tuned, and the
+//! few raw operations every other module builds on.
+//!
+//! | family | key | value |
+//! | --- | --- | --- |
+//! | `deployments` | deployment uuid | the `Deployment` row |
+//! | `instances` | instance uuid | the `Instance` row, then its services by name (an `InstanceState`) |
+//! | `services` | (empty since views version 2) | kept so that older stores open and `rebuild` empties it |
+//! | `members` | deployment uuid, instance uuid | (empty): the instances of a deployment |
+//! | `deployment_status` | status byte, deployment uuid | last progress (i64 ns, BE): lists by status, stalled |
+//! | `config_servers` | source | the `ConfigServer` row |
+//! | `events` | deployment uuid (zeros for heartbeats), time, tiebreak | the event, canonical JSON: the raw log `rebuild` and `export` read |
+//! | `dedup` | source, 0, id | the event's log key |
+//! | `meta` | `views_version`, `counts` | the views' version; the global `Counts` |
+//!
+//! Key layouts are in [`crate::keys`], value encodings in [`crate::codec`].
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::StoreError;
+
+/// The memtables of all column families together.
+const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
+/// One column family's memtable.
+const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// The block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
+pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
+pub(crate) const CF_INSTANCES: &str = "instances";
+/// Held the service rows before views version 2: still opened (RocksDB
+/// refuses to open a store without all its families) and emptied by a
+/// rebuild.
+pub(crate) const CF_SERVICES: &str = "services";
+pub(crate) const CF_MEMBERS: &str = "members";
+pub(crate) const CF_DEPLOYMENT_STATUS: &str = "deployment_status";
+pub(crate) const CF_CONFIG_SERVERS: &str = "config_servers";
+pub(crate) const CF_EVENTS: &str = "events";
+pub(crate) const CF_DEDUP: &str = "dedup";
+pub(crate) const CF_META: &str = "meta";
+pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_SERVICES,
+    CF_MEMBERS,
+    CF_DEPLOYMENT_STATUS,
+    CF_CONFIG_SERVERS,
+    CF_EVENTS,
+    CF_DEDUP,
+    CF_META,
+];
+/// The column families that hold views: a rebuild empties them.
+pub(crate) const VIEW_FAMILIES: [&str; 6] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_SERVICES,
+    CF_MEMBERS,
+    CF_DEPLOYMENT_STATUS,
+    CF_CONFIG_SERVERS,
+];
+
+/// The database with every column family open.
+pub(crate) struct Db {
+    pub(crate) rocks: DB,
+}
+
+impl Db {
+    /// Opens (creating if asked) the database in `path`, tuned for this
+    /// service: bounded memory, one shared block cache, bloom filters.
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Db, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(create);
+        options.create_missing_column_families(true);
+        // All memtables together stay under this (RocksDB's default is
+        // 64 MiB per column family, nine of them): bounded memory.
+        options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+        // One block cache for every family's data blocks, and bloom filters
+        // so that point reads of rows that are not there skip the files.
+        // The filters and indexes stay in memory beside the cache (about
+        // 1.3 bytes per key): held in the cache, a data-heavy workload
+        // evicted them and every dedup lookup read a whole filter block
+        // back from the file (two thirds of the apply time at 1.4 M
+        // events, BENCHMARKS.md).
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let families = COLUMN_FAMILIES.iter().map(|name| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            let mut cf = Options::default();
+            // The raw log (JSON) compresses well; view rows are small
+            // postcard and read on every report: they stay uncompressed.
+            let compression = if [CF_EVENTS, CF_DEDUP].contains(name) {
+                DBCompressionType::Lz4
+            } else {
+                DBCompressionType::None
+            };
+            cf.set_compression_type(compression);
+            cf.set_block_based_table_factory(&table);
+            cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
+            // Most dedup lookups miss: a memtable bloom filter answers them
+            // without walking the memtable.
+            cf.set_memtable_whole_key_filtering(true);
+            cf.set_memtable_prefix_bloom_ratio(0.05);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let rocks = DB::open_cf_descriptors(&options, path, families)?;
+        Ok(Db { rocks })
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.rocks
+            .cf_handle(name)
+            .expect("every column family is opened")
+    }
+
+    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.rocks.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Writes a batch with the WAL synced: durable once this returns.
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write(batch, true)
+    }
+
+    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.rocks.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Flushes every memtable to SST files.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        for name in COLUMN_FAMILIES {
+            self.rocks.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+}

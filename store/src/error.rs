@@ -1,0 +1,30 @@
+//! What the store can fail with.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored row `{what}` is corrupt: {problem}")]
+    Corrupt { what: String, problem: String },
+    #[error(
+        "the views in {path} are of version {found}, this build makes version {expected}: \
+         run `audrey-reporting rebuild --data-dir {path}` to rebuild them from the event log"
+    )]
+    ViewsOutdated {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+}
+
+impl StoreError {
+    /// A stored value that does not decode.
+    pub(crate) fn corrupt(what: &str, problem: impl ToString) -> Self {
+        StoreError::Corrupt {
+            what: what.to_owned(),
+            problem: problem.to_string(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The layout of every key the store writes. Keys sort the way the store
+//! scans: a deployment's members and its log are each one key range.
+
+use audrey_core::domain::{DeploymentId, EventId, InstanceId, Source, Status};
+use audrey_core::rows::stable_hash;
+use audrey_core::Event;
+
+use crate::error::StoreError;
+
+/// Meta key: the version of the views on disk.
+pub(crate) const KEY_VERSION: &[u8] = b"views_version";
+/// Meta key: the global counts.
+pub(crate) const KEY_COUNTS: &[u8] = b"counts";
+
+/// The byte a status is stored as in `deployment_status` keys. Written out
+/// rather than taken from the enum's order: the layout on disk must not
+/// move when the enum does.
+pub(crate) fn status_byte(status: Status) -> u8 {
+    match status {
+        Status::Success => 0,
+        Status::Incomplete => 1,
+        Status::Error => 2,
+    }
+}
+
+/// `deployment_status`: status byte, deployment uuid.
+pub(crate) fn status_key(status: Status, id: DeploymentId) -> Vec<u8> {
+    let mut key = vec![status_byte(status)];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// `members`: deployment uuid, instance uuid.
+pub(crate) fn member_key(deployment: DeploymentId, instance: InstanceId) -> Vec<u8> {
+    [deployment.as_bytes().as_slice(), instance.as_bytes()].concat()
+}
+
+/// `dedup`: source, 0, id.
+pub(crate) fn dedup_key(source: &Source, id: &EventId) -> Vec<u8> {
+    [source.as_str().as_bytes(), &[0], id.as_str().as_bytes()].concat()
+}
+
+/// The log prefix of heartbeats (which belong to no deployment).
+pub(crate) const HEARTBEAT_LOG_PREFIX: [u8; 16] = [0u8; 16];
+
+/// `events`: deployment, then event time, then the event's tiebreak. A
+/// deployment's history is one range, in time order, and a rebuild replays
+/// each deployment's events together.
+pub(crate) fn log_key(event: &Event) -> Vec<u8> {
+    let deployment = event
+        .deployment()
+        .map_or(HEARTBEAT_LOG_PREFIX, |d| *d.as_bytes());
+    let time = (event.time().nanos() as u64) ^ (1 << 63);
+    [
+        deployment.as_slice(),
+        &time.to_be_bytes(),
+        &stable_hash(event.source().as_str(), event.id().as_str()).to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub(crate) fn instance_from_key(bytes: &[u8]) -> Result<InstanceId, StoreError> {
+    bytes
+        .try_into()
+        .map(InstanceId::from_bytes)
+        .map_err(|_| StoreError::corrupt("instance key", format!("{} bytes", bytes.len())))
+}
+
+pub(crate) fn deployment_from_key(bytes: &[u8]) -> Result<DeploymentId, StoreError> {
+    bytes
+        .try_into()
+        .map(DeploymentId::from_bytes)
+        .map_err(|_| StoreError::corrupt("deployment key", format!("{} bytes", bytes.len())))
+}
+
+/// A key in hex, for error messages.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

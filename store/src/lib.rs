@@ -1,0 +1,44 @@
+//! The RocksDB store of audrey-reporting: the core's view rows, the raw
+//! event log and the dedup index, written in atomic, synced batches. It
+//! implements the core's [`ViewRead`](audrey_core::views::ViewRead) and
+//! [`ViewWrite`](audrey_core::views::ViewWrite) and knows nothing of AMQP
+//! or HTTP.
+//!
+//! - [`store`]: the [`Store`], its one `impl`, each method handing the work
+//!   to one of the modules below;
+//! - [`db`]: the column families and their tuning;
+//! - [`keys`]: the layout of every key; [`codec`]: how rows are encoded
+//!   (and [`VIEWS_VERSION`]);
+//! - [`apply`]: one batch of events: dedup, log, projection, one synced
+//!   write; it works on [`pending`] (the batch that overlays pending writes
+//!   on the committed store), [`recent`] (the cache of recent instances the
+//!   writer keeps) and [`sorted_writes`];
+//! - [`reader`]: the reader over a snapshot that every report uses;
+//!   [`raw`]: the row readers both share;
+//! - [`log`]: the event log and an entity's history; [`rebuild`]: views
+//!   from the log; [`retention`]: keeping the log bounded;
+//! - [`error`]: what it can fail with.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod codec;
+mod db;
+pub mod error;
+mod keys;
+pub mod log;
+mod pending;
+mod raw;
+pub mod reader;
+mod rebuild;
+mod recent;
+pub mod retention;
+mod sorted_writes;
+pub mod store;
+
+pub use apply::{BatchOutcome, Encoded, EventOutcome, Loggable};
+pub use codec::VIEWS_VERSION;
+pub use error::StoreError;
+pub use log::HistoryPage;
+pub use reader::Reader;
+pub use retention::Pruned;
+pub use store::Store;

@@ -1,0 +1,268 @@
+//! The batch that overlays pending writes on the committed store: what
+//! the projection reads and writes while a batch is applied. Reads see the
+//! batch's own writes; [`Pending::write_into`] turns them into puts and
+//! deletes, each row once, with the indexes kept in step.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
+use audrey_core::rows::{ConfigServer, Counts, Deployment, InstanceState};
+use audrey_core::views::{ViewRead, ViewWrite};
+
+use crate::codec::{encode, encode_instance};
+use crate::db::{
+    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
+};
+use crate::error::StoreError;
+use crate::keys::{member_key, status_key, KEY_COUNTS};
+use crate::raw::{
+    read_config_server, read_config_servers, read_counts, read_deployment, read_instance,
+    read_members, KeyValueVisitor, Raw, Scanners,
+};
+use crate::recent::{Committed, RecentInstances};
+use crate::sorted_writes::SortedWrites;
+
+/// The rows one batch has changed so far, over the committed store. Reads
+/// see the batch's own writes; [`Pending::write_into`] turns them into puts
+/// and deletes, each row once, with the indexes kept in step.
+pub(crate) struct Pending<'s> {
+    /// The committed store under the batch.
+    db: &'s Db,
+    /// Deployment rows written by this batch.
+    deployments: HashMap<DeploymentId, Deployment>,
+    /// Instances written by this batch (`None`: deleted in it).
+    instances: HashMap<InstanceId, Option<InstanceState>>,
+    /// Config servers written by this batch.
+    config_servers: HashMap<Source, ConfigServer>,
+    /// The global counts, once this batch changed them.
+    counts: Option<Counts>,
+    /// Iterators over the committed store, reused by the batch's scans.
+    scanners: Scanners<'s>,
+    /// Rows as committed before this batch, read once: later reads of the
+    /// same row skip RocksDB, and writing compares with them so that only
+    /// what changed is written.
+    committed_deployments: RefCell<HashMap<DeploymentId, Option<Deployment>>>,
+    committed_instances: RefCell<HashMap<InstanceId, Committed>>,
+    /// Instances committed by earlier batches, decoded.
+    recent: RefCell<RecentInstances>,
+}
+
+impl<'s> Pending<'s> {
+    pub(crate) fn new(db: &'s Db, recent: RecentInstances) -> Self {
+        Self {
+            recent: RefCell::new(recent),
+            db,
+            scanners: Scanners::new(),
+            deployments: HashMap::new(),
+            instances: HashMap::new(),
+            config_servers: HashMap::new(),
+            counts: None,
+            committed_deployments: RefCell::new(HashMap::new()),
+            committed_instances: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn committed_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        if let Some(row) = self.committed_deployments.borrow().get(&id) {
+            return Ok(row.clone());
+        }
+        let row = read_deployment(self, id)?;
+        self.committed_deployments
+            .borrow_mut()
+            .insert(id, row.clone());
+        Ok(row)
+    }
+
+    fn committed_instance(&self, id: InstanceId) -> Result<Committed, StoreError> {
+        if let Some(state) = self.committed_instances.borrow().get(&id) {
+            return Ok(state.clone());
+        }
+        let remembered = self.recent.borrow_mut().get(id);
+        let state = match remembered {
+            Some(state) => state,
+            None => read_instance(self, id)?.map(Arc::new),
+        };
+        self.committed_instances
+            .borrow_mut()
+            .insert(id, state.clone());
+        Ok(state)
+    }
+
+    /// The instances as this batch leaves them, once it is written: what
+    /// the next batch starts from.
+    pub(crate) fn committed(self) -> RecentInstances {
+        let mut recent = self.recent.into_inner();
+        let mut written = self.instances;
+        for (id, state) in self.committed_instances.into_inner() {
+            let state = match written.remove(&id) {
+                Some(written) => written.map(Arc::new),
+                None => state,
+            };
+            recent.insert(id, state);
+        }
+        recent
+    }
+
+    pub(crate) fn write_into(&self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
+        for (id, row) in &self.deployments {
+            let before = self.committed_deployment(*id)?;
+            if before.as_ref() == Some(row) {
+                continue;
+            }
+            if let Some(before) = before.filter(|b| b.deleted.is_none()) {
+                batch.delete(CF_DEPLOYMENT_STATUS, status_key(before.status(), *id));
+            }
+            if row.deleted.is_none() {
+                let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
+                batch.put(
+                    CF_DEPLOYMENT_STATUS,
+                    status_key(row.status(), *id),
+                    progress.to_be_bytes().to_vec(),
+                );
+            }
+            batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
+        }
+        for (id, state) in &self.instances {
+            let before = self.committed_instance(*id)?;
+            if before.as_deref() == state.as_ref() {
+                continue;
+            }
+            let before_deployment = before.as_ref().map(|b| b.instance.deployment);
+            let deployment = state.as_ref().map(|s| s.instance.deployment);
+            if before_deployment != deployment {
+                if let Some(before) = before_deployment {
+                    batch.delete(CF_MEMBERS, member_key(before, *id));
+                }
+                if let Some(now) = deployment {
+                    batch.put(CF_MEMBERS, member_key(now, *id), Vec::new());
+                }
+            }
+            match state {
+                Some(state) => {
+                    batch.put(CF_INSTANCES, id.as_bytes().to_vec(), encode_instance(state))
+                }
+                None => batch.delete(CF_INSTANCES, id.as_bytes().to_vec()),
+            }
+        }
+        for (source, row) in &self.config_servers {
+            batch.put(
+                CF_CONFIG_SERVERS,
+                source.as_str().as_bytes().to_vec(),
+                encode(row),
+            );
+        }
+        if let Some(counts) = &self.counts {
+            batch.put(CF_META, KEY_COUNTS.to_vec(), encode(counts));
+        }
+        Ok(())
+    }
+}
+
+impl ViewRead for Pending<'_> {
+    type Error = StoreError;
+
+    fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        match self.deployments.get(&id) {
+            Some(row) => Ok(Some(row.clone())),
+            None => self.committed_deployment(id),
+        }
+    }
+    fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        match self.instances.get(&id) {
+            Some(state) => Ok(state.clone()),
+            None => Ok(self.committed_instance(id)?.as_deref().cloned()),
+        }
+    }
+    fn instance_deployment(&self, id: InstanceId) -> Result<Option<DeploymentId>, StoreError> {
+        Ok(match self.instances.get(&id) {
+            Some(state) => state.as_ref().map(|s| s.instance.deployment),
+            None => self.committed_instance(id)?.map(|s| s.instance.deployment),
+        })
+    }
+    fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
+        let mut members: BTreeSet<InstanceId> = read_members(self, id)?.into_iter().collect();
+        for (instance, state) in &self.instances {
+            match state {
+                Some(s) if s.instance.deployment == id => {
+                    members.insert(*instance);
+                }
+                _ => {
+                    members.remove(instance);
+                }
+            }
+        }
+        Ok(members.into_iter().collect())
+    }
+    fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError> {
+        match self.config_servers.get(source) {
+            Some(row) => Ok(Some(row.clone())),
+            None => read_config_server(self, source),
+        }
+    }
+    fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError> {
+        let mut rows: BTreeMap<Source, ConfigServer> = read_config_servers(self)?
+            .into_iter()
+            .map(|r| (r.source.clone(), r))
+            .collect();
+        rows.extend(self.config_servers.clone());
+        Ok(rows.into_values().collect())
+    }
+    fn counts(&self) -> Result<Counts, StoreError> {
+        match self.counts {
+            Some(counts) => Ok(counts),
+            None => read_counts(self),
+        }
+    }
+}
+
+impl ViewWrite for Pending<'_> {
+    fn put_deployment(&mut self, row: Deployment) -> Result<(), StoreError> {
+        self.deployments.insert(row.uuid, row);
+        Ok(())
+    }
+    fn put_instance(&mut self, state: InstanceState) -> Result<(), StoreError> {
+        self.instances.insert(state.instance.uuid, Some(state));
+        Ok(())
+    }
+    /// Hands over the batch's own copy when it has one; otherwise a clone,
+    /// as [`ViewRead::instance`] gives (a deletion in this batch stays
+    /// recorded).
+    fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        if let Some(Some(_)) = self.instances.get(&id) {
+            return Ok(self.instances.remove(&id).flatten());
+        }
+        self.instance(id)
+    }
+    fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
+        self.instances.insert(id, None);
+        Ok(())
+    }
+    fn put_config_server(&mut self, row: ConfigServer) -> Result<(), StoreError> {
+        self.config_servers.insert(row.source.clone(), row);
+        Ok(())
+    }
+    fn put_counts(&mut self, counts: Counts) -> Result<(), StoreError> {
+        self.counts = Some(counts);
+        Ok(())
+    }
+}
+
+impl Raw for Pending<'_> {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(cf, key)
+    }
+
+    /// Scans the committed data: nothing else writes while a batch is
+    /// pending (the writer lock), so iterators made early stay current.
+    fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: &mut KeyValueVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let create = || self.db.rocks.raw_iterator_cf(self.db.cf(cf));
+        self.scanners.scan(cf, prefix, create, visit)
+    }
+}

@@ -1,0 +1,115 @@
+//! The reader over a snapshot: what every report reads from, so that one
+//! report is consistent even while batches are written.
+
+use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
+
+use audrey_core::domain::{DeploymentId, InstanceId, Status, Timestamp};
+use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
+use audrey_core::views::{ListDeployments, ViewRead};
+
+use crate::codec::decode_instance;
+use crate::db::{Db, CF_INSTANCES};
+use crate::error::StoreError;
+use crate::raw::{
+    read_config_server, read_config_servers, read_counts, read_deployment, read_instance,
+    read_instance_row, read_members, scan_deployments, KeyValueVisitor, Raw, Scanners,
+};
+
+/// A snapshot of the store: implements [`ViewRead`] for the queries.
+pub struct Reader<'s> {
+    db: &'s Db,
+    snapshot: SnapshotWithThreadMode<'s, DB>,
+    /// Iterators over the snapshot, reused by the scans of one report.
+    scanners: Scanners<'s>,
+}
+
+impl<'s> Reader<'s> {
+    pub(crate) fn new(db: &'s Db) -> Self {
+        Self {
+            db,
+            snapshot: db.rocks.snapshot(),
+            scanners: Scanners::new(),
+        }
+    }
+
+    /// Whether a deployment is known and not deleted (one small read).
+    pub fn deployment_exists(&self, id: DeploymentId) -> Result<bool, StoreError> {
+        Ok(ViewRead::deployment(self, id)?.is_some_and(|d| d.deleted.is_none()))
+    }
+}
+
+impl Raw for Reader<'_> {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snapshot.get_cf(self.db.cf(cf), key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: &mut KeyValueVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let create = || {
+            let mut options = ReadOptions::default();
+            options.set_snapshot(&self.snapshot);
+            self.db.rocks.raw_iterator_cf_opt(self.db.cf(cf), options)
+        };
+        self.scanners.scan(cf, prefix, create, visit)
+    }
+}
+
+impl ViewRead for Reader<'_> {
+    type Error = StoreError;
+
+    fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        read_deployment(self, id)
+    }
+    fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        read_instance_row(self, id)
+    }
+    fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
+        read_instance(self, id)
+    }
+    /// One RocksDB `MultiGet`: it looks the keys up together, level by
+    /// level, instead of one full lookup each (a deployment report).
+    fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        let sorted = ids.is_sorted();
+        let keys = ids.iter().map(|id| id.as_bytes());
+        let cf = self.db.cf(CF_INSTANCES);
+        let mut states = Vec::with_capacity(ids.len());
+        for found in self
+            .db
+            .rocks
+            .batched_multi_get_cf_opt(cf, keys, sorted, &options)
+        {
+            if let Some(bytes) = found? {
+                states.push(decode_instance(&bytes)?);
+            }
+        }
+        Ok(states)
+    }
+    fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
+        read_members(self, id)
+    }
+    fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, StoreError> {
+        read_config_server(self, source)
+    }
+    fn config_servers(&self) -> Result<Vec<ConfigServer>, StoreError> {
+        read_config_servers(self)
+    }
+    fn counts(&self) -> Result<Counts, StoreError> {
+        read_counts(self)
+    }
+}
+
+impl ListDeployments for Reader<'_> {
+    fn deployments_with_status(
+        &self,
+        status: Option<Status>,
+        visit: &mut dyn FnMut(DeploymentId, Option<Timestamp>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        scan_deployments(self, status, visit)
+    }
+}

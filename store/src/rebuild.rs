@@ -1,0 +1,64 @@
+//! Rebuilding every view from the event log (after an upgrade changed the
+//! projection or the row encoding).
+
+use rocksdb::WriteBatch;
+
+use crate::apply::{apply_events, Origin};
+use crate::codec::{encode, VIEWS_VERSION};
+use crate::db::{Db, CF_META, VIEW_FAMILIES};
+use crate::error::StoreError;
+use crate::keys::{KEY_COUNTS, KEY_VERSION};
+use crate::log::scan_log;
+use crate::recent::RecentInstances;
+
+/// Events replayed per unsynced batch during a rebuild.
+const REBUILD_BATCH: usize = 5_000;
+
+/// Empties every view and replays the whole event log through the
+/// projection, then records the current views version. `progress` is told
+/// how many events have been replayed so far. The caller holds the writer
+/// lock (`recent` is what it guards).
+pub(crate) fn rebuild(
+    db: &Db,
+    recent: &mut RecentInstances,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, StoreError> {
+    // Every remembered row is about to be wrong.
+    *recent = RecentInstances::with_capacity(recent.capacity);
+    // No key of ours starts with 64 bytes of 0xff (UTF-8 never has one).
+    let end = [0xffu8; 64];
+    let mut clear = WriteBatch::default();
+    for family in VIEW_FAMILIES {
+        clear.delete_range_cf(db.cf(family), [].as_slice(), end.as_slice());
+    }
+    clear.delete_cf(db.cf(CF_META), KEY_COUNTS);
+    db.write(clear, false)?;
+
+    let mut replayed = 0u64;
+    let mut batch = Vec::with_capacity(REBUILD_BATCH);
+    let mut failure = None;
+    scan_log(db, &[], |_, event| {
+        batch.push(event);
+        if batch.len() == REBUILD_BATCH {
+            if let Err(e) = apply_events(db, recent, &batch, Origin::Log) {
+                failure = Some(e);
+                return Ok(false);
+            }
+            replayed += batch.len() as u64;
+            batch.clear();
+            progress(replayed);
+        }
+        Ok(true)
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    apply_events(db, recent, &batch, Origin::Log)?;
+    replayed += batch.len() as u64;
+    progress(replayed);
+    db.flush()?;
+    let mut version = WriteBatch::default();
+    version.put_cf(db.cf(CF_META), KEY_VERSION, encode(&VIEWS_VERSION));
+    db.write_synced(version)?;
+    Ok(replayed)
+}

@@ -1,0 +1,121 @@
+//! The RocksDB store gives the same views as the pure projection, keeps
+//! them across a reopen, dedups, and writes everything of a batch at once.
+
+use audrey_core::memory::MemoryViews;
+use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
+use audrey_core::{Event, Timestamp};
+use audrey_store::EventOutcome;
+use audrey_store::Store;
+use audrey_testkit::compare::assert_store_matches;
+
+fn stream(seed: u64, deployments: usize) -> Vec<Event> {
+    let start = Timestamp::from_unix_seconds(1_795_615_200);
+    let mut cs = ConfigServerScript::new("/configserver/cs-01", seed);
+    let shape = Shape {
+        instances: 4,
+        services_per_instance: 2,
+        failure_rate: 0.2,
+        ..Shape::default()
+    };
+    let mut events: Vec<Event> = (0..deployments)
+        .flat_map(|d| cs.deployment(start.plus_seconds(d as f64), &shape))
+        .collect();
+    let first = events[0].deployment().unwrap();
+    events.push(cs.delete(start.plus_seconds(500.0), first));
+    events.extend(cs.heartbeats(start, start.plus_seconds(60.0), 30));
+    events
+}
+
+/// Every report the store serves equals the one built in memory.
+fn assert_same_reports(store: &Store, expected: &MemoryViews) {
+    let now = Timestamp::from_unix_seconds(1_795_615_200 + 3_600);
+    assert_store_matches(store, expected, now);
+}
+
+#[test]
+fn batches_in_any_order_give_the_projections_views_and_survive_a_reopen() {
+    let events = stream(5, 6);
+    let expected = MemoryViews::from_events(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let mut shuffled = events.clone();
+    Rng::new(1).shuffle(&mut shuffled);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for batch in shuffled.chunks(37) {
+            let outcome = store.apply_batch(batch).unwrap();
+            assert_eq!(outcome.duplicates(), 0);
+        }
+        assert_same_reports(&store, &expected);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_same_reports(&store, &expected);
+    // Redelivery of everything: all duplicates, nothing changes.
+    let outcome = store.apply_batch(&events).unwrap();
+    assert_eq!(outcome.duplicates(), events.len());
+    assert_same_reports(&store, &expected);
+}
+
+#[test]
+fn instances_forgotten_by_the_writer_are_read_back_the_same() {
+    // Many more instances than the writer remembers: most batches read
+    // some instances back from RocksDB, others from memory.
+    let events = stream(9, 40);
+    let expected = MemoryViews::from_events(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.set_recent_instances_for_tests(8);
+    let mut shuffled = events.clone();
+    Rng::new(2).shuffle(&mut shuffled);
+    for batch in shuffled.chunks(23) {
+        store.apply_batch(batch).unwrap();
+    }
+    assert!(expected.instances.len() > 4 * 8);
+    assert_same_reports(&store, &expected);
+}
+
+#[test]
+fn duplicates_inside_one_batch_are_caught() {
+    let events = stream(6, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let batch = vec![events[0].clone(), events[1].clone(), events[0].clone()];
+    let outcome = store.apply_batch(&batch).unwrap();
+    assert!(matches!(outcome.outcomes[0], EventOutcome::Applied(_)));
+    assert_eq!(outcome.outcomes[2], EventOutcome::Duplicate);
+    assert_eq!(outcome.applied(), 2);
+}
+
+#[test]
+fn the_event_log_holds_every_accepted_event_once() {
+    let events = stream(7, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.apply_batch(&events).unwrap();
+    store.apply_batch(&events[..10]).unwrap();
+    let mut logged = Vec::new();
+    store
+        .for_each_logged_event(|e| {
+            logged.push(e);
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(logged.len(), events.len());
+    let mut a: Vec<_> = logged.iter().map(|e| e.id().clone()).collect();
+    let mut b: Vec<_> = events.iter().map(|e| e.id().clone()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn views_of_another_version_are_refused_with_a_hint_to_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    // Tamper the version as an older build would have left it.
+    {
+        let store = Store::open_any_version(dir.path()).unwrap();
+        store.set_views_version_for_tests(0).unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("rebuild"), "{err}");
+}
