@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use audrey_consumer::ingest::REASON_HEADER;
 use audrey_consumer::publisher::header;
-use audrey_consumer::Publisher;
+use audrey_consumer::{ContentMode, Publisher};
 use audrey_core::memory::MemoryViews;
 use audrey_core::scenario::Rng;
-use audrey_core::Timestamp;
+use audrey_core::{Event, Timestamp};
 use audrey_store::Store;
 use common::*;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
 
 #[test]
 fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
@@ -83,6 +84,148 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
     assert_eq!(service.stop(), Some(0), "SIGTERM ends the service with 0");
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &expected, Timestamp::now());
+}
+
+#[test]
+fn binary_and_structured_content_modes_give_one_set_of_events() {
+    let rt = runtime();
+    let topology = unique_topology("modes");
+    let _cleanup = RemoveOnDrop(topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data, &topology, &[]);
+    service.wait_ready(Duration::from_secs(60));
+
+    let events = realistic_stream(31, 6, 3);
+    let (binary, structured): (Vec<_>, Vec<_>) = events
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let binary: Vec<Event> = binary.into_iter().map(|(_, e)| e).collect();
+    let structured: Vec<Event> = structured.into_iter().map(|(_, e)| e).collect();
+    // Every tenth event also goes out in the other mode: the same event.
+    let again: Vec<Event> = events.iter().step_by(10).cloned().collect();
+    let invalid = 3;
+    rt.block_on(async {
+        let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+        publisher
+            .publish_all_as(&binary, ContentMode::Binary)
+            .await
+            .unwrap();
+        publisher
+            .publish_all_as(&structured, ContentMode::Structured)
+            .await
+            .unwrap();
+        for event in &again {
+            let mode = if binary.contains(event) {
+                ContentMode::Structured
+            } else {
+                ContentMode::Binary
+            };
+            publisher
+                .publish_all_as(std::slice::from_ref(event), mode)
+                .await
+                .unwrap();
+        }
+        // The AMQP binding's application properties, `cloudEvents_` style,
+        // for one more copy of the first event.
+        let first = &events[0];
+        let mut headers = FieldTable::default();
+        if let serde_json::Value::Object(attributes) = first.to_json() {
+            for (name, value) in attributes {
+                if let (serde_json::Value::String(value), true) =
+                    (value, !matches!(name.as_str(), "data" | "datacontenttype"))
+                {
+                    headers.insert(
+                        format!("cloudEvents_{name}").as_str().into(),
+                        header(&value),
+                    );
+                }
+            }
+        }
+        let data = serde_json::to_vec(&first.data_json()).unwrap();
+        let properties = BasicProperties::default()
+            .with_headers(headers.clone())
+            .with_content_type("application/json".into());
+        publisher
+            .publish_message(first.event_type().name(), &data, properties)
+            .await
+            .unwrap();
+        // Binary messages that are wrong are refused for the usual reasons.
+        let mut no_deployment = headers.inner().clone();
+        no_deployment.remove("cloudEvents_deployment");
+        let no_deployment = FieldTable::from(no_deployment);
+        for (headers, body) in [
+            (no_deployment, data.clone()),
+            (headers.clone(), b"{not json".to_vec()),
+        ] {
+            let properties = BasicProperties::default()
+                .with_headers(headers)
+                .with_content_type("application/json".into());
+            publisher
+                .publish_message(first.event_type().name(), &body, properties)
+                .await
+                .unwrap();
+        }
+        let mut wrong_type = headers.clone();
+        wrong_type.insert(
+            "cloudEvents_type".into(),
+            header("org.aeolusproject.audrey.nope"),
+        );
+        let properties = BasicProperties::default()
+            .with_headers(wrong_type)
+            .with_content_type("application/json".into());
+        publisher
+            .publish_message(first.event_type().name(), &data, properties)
+            .await
+            .unwrap();
+        publisher.close().await.unwrap();
+    });
+
+    let duplicates = again.len() + 1;
+    wait_until(
+        Duration::from_secs(60),
+        "every message to be handled",
+        || {
+            let m = service.get("/metrics").text();
+            metric_sum(&m, "audrey_events_consumed_total")
+                + metric_sum(&m, "audrey_events_duplicate_total")
+                + metric_sum(&m, "audrey_events_dead_lettered_total")
+                >= (events.len() + duplicates + invalid) as f64
+        },
+    );
+    let metrics = service.get("/metrics").text();
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_consumed_total"),
+        events.len() as f64
+    );
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_duplicate_total"),
+        duplicates as f64,
+        "an event published in both modes is one event"
+    );
+    for (reason, n) in [("missing_field", 1), ("not_json", 1), ("unknown_type", 1)] {
+        let series = format!("audrey_events_dead_lettered_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric_value(&metrics, &series), Some(n as f64), "{series}");
+    }
+    assert_eq!(service.stop(), Some(0));
+
+    // One canonical form in the log, however the event arrived.
+    let store = Store::open(&data).unwrap();
+    let mut logged = Vec::new();
+    store
+        .for_each_logged_event(|e| {
+            logged.push(e);
+            Ok(true)
+        })
+        .unwrap();
+    let mut expected = events.clone();
+    let key = |e: &Event| (e.source().to_string(), e.id().to_string());
+    logged.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(logged, expected);
+    assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
 }
 
 /// One bad message of each kind the contract names, with the reason the

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use audrey_core::contract::DecodeError;
-use audrey_core::{Event, Timestamp};
+use audrey_core::Timestamp;
 use audrey_store::EventOutcome;
 use audrey_store::{Encoded, Store};
 
@@ -234,7 +234,7 @@ impl Session<'_> {
         let mut events = Vec::with_capacity(deliveries.len());
         let mut last_settled_by_ack = None;
         for delivery in &deliveries {
-            match Event::decode(&delivery.data, self.config.max_event_bytes) {
+            match crate::delivery::decode(delivery, self.config.max_event_bytes) {
                 Ok(event) => {
                     events.push(Encoded::new(event));
                     last_settled_by_ack = Some(delivery.delivery_tag);

@@ -1,6 +1,7 @@
 //! The AMQP side of audrey-reporting.
 //!
 //! - [`connect`]: reaching the broker over TCP or TLS.
+//! - [`delivery`]: a delivery's event, in structured or binary content mode.
 //! - [`topology`]: the exchanges and queues, declared idempotently on every
 //!   (re)connection.
 //! - [`ingest`]: the consume loop: batches deliveries, decodes them,
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connect;
+pub mod delivery;
 pub mod ingest;
 pub mod observer;
 pub mod publisher;
@@ -22,7 +24,7 @@ pub mod topology;
 pub use connect::Broker;
 pub use ingest::{run, IngestConfig};
 pub use observer::{AppliedBatch, Observer};
-pub use publisher::Publisher;
+pub use publisher::{ContentMode, Publisher};
 pub use topology::Topology;
 
 /// An AMQP URL with its password hidden, for logs.

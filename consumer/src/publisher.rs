@@ -19,6 +19,18 @@ use crate::topology::Topology;
 
 /// The content type of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+/// The content type of a binary-mode CloudEvent's body: its data.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+
+/// How an event travels: the service accepts both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMode {
+    /// The body is the whole event (`application/cloudevents+json`).
+    Structured,
+    /// The attributes are `ce-` headers and the body is the event's data
+    /// (the RabbitMQ binding of CloudEvents).
+    Binary,
+}
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -73,15 +85,36 @@ impl Publisher {
     /// Publishes events in order, then waits for all their confirms
     /// (pipelined: one round trip for the lot).
     pub async fn publish_all(&self, events: &[Event]) -> Result<(), PublishError> {
+        self.publish_all_as(events, ContentMode::Structured).await
+    }
+
+    /// [`Publisher::publish_all`] in the given content mode.
+    pub async fn publish_all_as(
+        &self,
+        events: &[Event],
+        mode: ContentMode,
+    ) -> Result<(), PublishError> {
         let mut confirms = Vec::with_capacity(events.len());
         for event in events {
             let properties = BasicProperties::default()
                 .with_message_id(event.id().as_str().into())
                 .with_type(ShortString::from(event.event_type().name()));
             let routing_key = event.event_type().name();
-            let confirm = self
-                .send(routing_key, &event.to_bytes(), properties)
-                .await?;
+            let confirm = match mode {
+                ContentMode::Structured => {
+                    let properties = properties.with_content_type(CONTENT_TYPE.into());
+                    self.send(routing_key, &event.to_bytes(), properties)
+                        .await?
+                }
+                ContentMode::Binary => {
+                    let properties = properties
+                        .with_content_type(DATA_CONTENT_TYPE.into())
+                        .with_headers(binary_headers(event));
+                    let data = serde_json::to_vec(&event.data_json())
+                        .expect("a JSON value always serialises");
+                    self.send(routing_key, &data, properties).await?
+                }
+            };
             confirms.push((routing_key, confirm));
         }
         for (routing_key, confirm) in confirms {
@@ -99,7 +132,20 @@ impl Publisher {
         body: &[u8],
         headers: FieldTable,
     ) -> Result<(), PublishError> {
-        let properties = BasicProperties::default().with_headers(headers);
+        let properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_content_type(CONTENT_TYPE.into());
+        self.publish_message(routing_key, body, properties).await
+    }
+
+    /// Publishes arbitrary bytes with the given properties (persistent),
+    /// confirmed: a message exactly as another publisher would send it.
+    pub async fn publish_message(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         let confirm = self.send(routing_key, body, properties).await?;
         check(confirm.await?, routing_key)
     }
@@ -110,9 +156,7 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<lapin::PublisherConfirm, PublishError> {
-        let properties = properties
-            .with_delivery_mode(2)
-            .with_content_type(CONTENT_TYPE.into());
+        let properties = properties.with_delivery_mode(2);
         Ok(self
             .channel
             .basic_publish(
@@ -142,6 +186,22 @@ fn check(confirmation: Confirmation, routing_key: &str) -> Result<(), PublishErr
         Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable(routing_key.into())),
         Confirmation::Nack(_) => Err(PublishError::Nacked),
     }
+}
+
+/// The `ce-` headers of an event in binary mode: every attribute of its
+/// canonical form but its data and the data's content type.
+fn binary_headers(event: &Event) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let serde_json::Value::Object(attributes) = event.to_json() {
+        for (name, value) in attributes {
+            if let (serde_json::Value::String(value), false) =
+                (value, matches!(name.as_str(), "data" | "datacontenttype"))
+            {
+                headers.insert(ShortString::from(format!("ce-{name}")), header(&value));
+            }
+        }
+    }
+    headers
 }
 
 /// A header value for [`Publisher::publish_raw`].

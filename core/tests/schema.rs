@@ -72,3 +72,29 @@ fn every_invalid_document_is_refused_by_both() {
         assert!(err.is_some(), "the decoder accepts {}", path.display());
     }
 }
+
+/// `schemas/binary-mode/` holds each example in binary content mode (the
+/// attributes as `ce-` headers, the data as the body, its type as the
+/// content type): each decodes to the same event as its structured twin.
+#[test]
+fn every_example_in_binary_mode_is_the_same_event() {
+    use audrey_core::contract::HeaderValue;
+    let binary = files("binary-mode");
+    assert_eq!(binary.len(), files("examples").len());
+    for path in binary {
+        let message: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let headers: Vec<(String, HeaderValue)> = message["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), HeaderValue::Text(v.as_str().unwrap().to_owned())))
+            .collect();
+        let body = serde_json::to_vec(&message["body"]).unwrap();
+        let content_type = message.get("content_type").and_then(Value::as_str);
+        let decoded = Event::decode_binary(&headers, content_type, &body, DEFAULT_MAX_EVENT_BYTES)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let twin = schemas().join("examples").join(path.file_name().unwrap());
+        let structured = Event::decode(&fs::read(&twin).unwrap(), DEFAULT_MAX_EVENT_BYTES).unwrap();
+        assert_eq!(decoded, structured, "{}", path.display());
+    }
+}

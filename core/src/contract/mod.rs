@@ -5,15 +5,19 @@
 //!   deployment's event);
 //! - [`event_type`]: the eight types and their names;
 //! - [`decode`]: the only way in, strict, with precise errors;
+//! - [`binary`]: binary content mode (attributes in message headers), turned
+//!   into the structured form and decoded the same way;
 //! - [`encode`]: the canonical JSON back out;
 //! - [`error`]: why an event was refused, with a stable reason label.
 
+pub mod binary;
 pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod event;
 pub mod event_type;
 
+pub use binary::HeaderValue;
 pub use decode::DEFAULT_MAX_EVENT_BYTES;
 pub use error::DecodeError;
 pub use event::{
