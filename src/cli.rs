@@ -10,10 +10,17 @@ use audrey_consumer::ingest::{DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH};
 use audrey_consumer::topology::{
     DEFAULT_DEAD_LETTER_EXCHANGE, DEFAULT_DEAD_LETTER_QUEUE, DEFAULT_EXCHANGE, DEFAULT_QUEUE,
 };
-use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
+use audrey_core::contract::{SourcePattern, DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_LIMIT};
 use audrey_core::domain::HumanDuration;
-use audrey_core::query::{DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_STALL_AFTER_SECONDS};
+use audrey_core::query::{
+    DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS, DEFAULT_HEARTBEAT_TOLERANCE,
+    DEFAULT_STALL_AFTER_SECONDS,
+};
 use audrey_store::retention::{DEFAULT_PRUNE_EVERY, DEFAULT_RETAIN_COMPLETED};
+
+/// `--forget-config-server-after`'s default, as the command line shows it.
+const DEFAULT_FORGET_CONFIG_SERVER_AFTER: HumanDuration =
+    HumanDuration::from_secs(DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS as u64);
 
 /// `--stall-after`'s default, as the command line shows it.
 const DEFAULT_STALL_AFTER: HumanDuration =
@@ -67,9 +74,9 @@ pub struct DataArgs {
     pub data_dir: PathBuf,
 }
 
-/// The broker and its names.
+/// The broker, and the exchange events are published to.
 #[derive(Debug, Args, Clone)]
-pub struct AmqpArgs {
+pub struct BrokerArgs {
     /// Broker URL; amqps:// for TLS. The password is never logged.
     #[arg(
         long,
@@ -85,6 +92,17 @@ pub struct AmqpArgs {
     /// Topic exchange config servers publish to.
     #[arg(long, env = "AUDREY_EXCHANGE", default_value = DEFAULT_EXCHANGE)]
     pub exchange: String,
+}
+
+impl BrokerArgs {
+    pub fn broker(&self) -> audrey_consumer::Broker {
+        audrey_consumer::Broker::new(&self.amqp_url).with_ca_file(self.amqp_ca_file.as_deref())
+    }
+}
+
+/// The service's own queues.
+#[derive(Debug, Args, Clone)]
+pub struct QueueArgs {
     /// This service's queue (a durable quorum queue).
     #[arg(long, env = "AUDREY_QUEUE", default_value = DEFAULT_QUEUE)]
     pub queue: String,
@@ -104,14 +122,10 @@ pub struct AmqpArgs {
     pub dead_letter_queue: String,
 }
 
-impl AmqpArgs {
-    pub fn broker(&self) -> audrey_consumer::Broker {
-        audrey_consumer::Broker::new(&self.amqp_url).with_ca_file(self.amqp_ca_file.as_deref())
-    }
-
-    pub fn topology(&self) -> audrey_consumer::Topology {
+impl QueueArgs {
+    pub fn topology(&self, broker: &BrokerArgs) -> audrey_consumer::Topology {
         audrey_consumer::Topology {
-            exchange: self.exchange.clone(),
+            exchange: broker.exchange.clone(),
             queue: self.queue.clone(),
             dead_letter_exchange: self.dead_letter_exchange.clone(),
             dead_letter_queue: self.dead_letter_queue.clone(),
@@ -119,12 +133,30 @@ impl AmqpArgs {
     }
 }
 
+/// How large an event may be.
+#[derive(Debug, Args, Clone)]
+pub struct EventLimitArgs {
+    /// Larger events are refused (dead-lettered unread; `import` reports
+    /// them): bytes, at most 8 MiB.
+    #[arg(
+        long,
+        env = "AUDREY_MAX_EVENT_BYTES",
+        default_value_t = DEFAULT_MAX_EVENT_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_EVENT_BYTES_LIMIT as u64)
+    )]
+    pub max_event_bytes: u64,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
-    pub amqp: AmqpArgs,
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub queues: QueueArgs,
+    #[command(flatten)]
+    pub limits: EventLimitArgs,
     /// Address the HTTP API listens on.
     #[arg(long, env = "AUDREY_LISTEN", default_value = audrey_api::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -134,15 +166,22 @@ pub struct ServeArgs {
     /// Unacknowledged deliveries the broker may send ahead (AMQP prefetch).
     #[arg(long, env = "AUDREY_PREFETCH", default_value_t = DEFAULT_PREFETCH, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
-    /// Larger messages are dead-lettered unread (bytes).
-    #[arg(long, env = "AUDREY_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
-    pub max_event_bytes: usize,
     /// An incomplete deployment without progress for this long is stalled (e.g. 900s, 15m, 1h).
-    #[arg(long, env = "AUDREY_STALL_AFTER", default_value_t = DEFAULT_STALL_AFTER)]
+    #[arg(long, env = "AUDREY_STALL_AFTER", default_value_t = DEFAULT_STALL_AFTER, value_parser = parse_at_least_a_second)]
     pub stall_after: HumanDuration,
     /// A config server is down after this many announced heartbeat intervals without one.
-    #[arg(long, env = "AUDREY_HEARTBEAT_TOLERANCE", default_value_t = DEFAULT_HEARTBEAT_TOLERANCE)]
+    #[arg(long, env = "AUDREY_HEARTBEAT_TOLERANCE", default_value_t = DEFAULT_HEARTBEAT_TOLERANCE, value_parser = parse_positive)]
     pub heartbeat_tolerance: f64,
+    /// Accept events only from these sources (CloudEvents `source`; `*`
+    /// matches any run of characters, e.g. `/configserver/*`); repeat the
+    /// flag or separate with commas. Others are dead-lettered with reason
+    /// `untrusted_source`. Unset: every source.
+    #[arg(long, env = "AUDREY_TRUSTED_SOURCE", value_delimiter = ',')]
+    pub trusted_source: Vec<SourcePattern>,
+    /// A config server not heard from for this long leaves the reports and
+    /// the metrics, and its row and last heartbeat leave the store.
+    #[arg(long, env = "AUDREY_FORGET_CONFIG_SERVER_AFTER", default_value_t = DEFAULT_FORGET_CONFIG_SERVER_AFTER, value_parser = parse_at_least_a_second)]
+    pub forget_config_server_after: HumanDuration,
     /// When set, /reports/* requires `Authorization: Bearer <token>`.
     #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -150,7 +189,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUDREY_RETAIN_COMPLETED", default_value_t = DEFAULT_RETAIN_COMPLETED)]
     pub retain_completed: HumanDuration,
     /// How often the retention task runs.
-    #[arg(long, env = "AUDREY_PRUNE_EVERY", default_value_t = DEFAULT_PRUNE_EVERY)]
+    #[arg(long, env = "AUDREY_PRUNE_EVERY", default_value_t = DEFAULT_PRUNE_EVERY, value_parser = parse_at_least_a_second)]
     pub prune_every: HumanDuration,
 }
 
@@ -182,13 +221,15 @@ pub struct ImportArgs {
     /// What to do with invalid lines.
     #[arg(long, value_enum, default_value = "refuse")]
     pub on_invalid: OnInvalid,
+    #[command(flatten)]
+    pub limits: EventLimitArgs,
 }
 
 /// `simulate`: the stream's shape, its pace, and the broker.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
-    pub amqp: AmqpArgs,
+    pub broker: BrokerArgs,
     /// Deployments to simulate.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub deployments: u32,
@@ -246,6 +287,15 @@ pub fn parse_positive(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A duration of at least one second (a zero would make a loop spin).
+pub fn parse_at_least_a_second(text: &str) -> Result<HumanDuration, String> {
+    let d: HumanDuration = text.parse()?;
+    if d.0.as_secs_f64() < 1.0 {
+        return Err(format!("`{text}` is shorter than one second"));
+    }
+    Ok(d)
+}
+
 /// A duration of at least one second, in whole seconds (`10`, `10s`, `1m`).
 pub fn parse_whole_seconds(text: &str) -> Result<u32, String> {
     let d = text.parse::<HumanDuration>()?.0;
@@ -253,4 +303,59 @@ pub fn parse_whole_seconds(text: &str) -> Result<u32, String> {
         return Err(format!("`{text}` is not a whole number of seconds from 1s"));
     }
     Ok(d.as_secs() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, String> {
+        let mut argv = vec!["audrey-reporting", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Serve(args),
+                ..
+            }) => Ok(args),
+            Ok(_) => unreachable!("the serve subcommand was asked for"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn values_that_make_no_sense_are_refused_with_a_reason() {
+        for (args, says) in [
+            (vec!["--heartbeat-tolerance=-1"], "not a number above 0"),
+            (vec!["--heartbeat-tolerance", "NaN"], "not a number above 0"),
+            (vec!["--heartbeat-tolerance", "inf"], "not a number above 0"),
+            (vec!["--prune-every", "0"], "shorter than one second"),
+            (vec!["--stall-after", "0s"], "shorter than one second"),
+            (vec!["--max-event-bytes", "0"], "0 is not in 1..=8388608"),
+            (vec!["--max-event-bytes", "9000000"], "not in 1..=8388608"),
+            (vec!["--retain-completed", "soon"], "not a duration"),
+        ] {
+            let error = serve(&args).unwrap_err();
+            assert!(error.contains(says), "{args:?}: {error}");
+        }
+        let ok = serve(&["--heartbeat-tolerance", "2.5", "--prune-every", "1s"]).unwrap();
+        assert_eq!(ok.heartbeat_tolerance, 2.5);
+    }
+
+    #[test]
+    fn defaults_are_the_libraries_own() {
+        let args = serve(&[]).unwrap();
+        assert_eq!(args.stall_after.as_secs_f64(), DEFAULT_STALL_AFTER_SECONDS);
+        assert_eq!(args.heartbeat_tolerance, DEFAULT_HEARTBEAT_TOLERANCE);
+        assert_eq!(args.limits.max_event_bytes, DEFAULT_MAX_EVENT_BYTES as u64);
+        assert_eq!(args.queues.queue, DEFAULT_QUEUE);
+        assert_eq!(args.retain_completed, DEFAULT_RETAIN_COMPLETED);
+    }
+
+    #[test]
+    fn simulate_takes_no_queue_names_it_would_ignore() {
+        let parsed = Cli::try_parse_from(["audrey-reporting", "simulate", "--queue", "q"]);
+        assert!(parsed.is_err());
+    }
 }

@@ -8,7 +8,7 @@ use tracing::info;
 
 use audrey_api::{ApiSettings, ApiState, Metrics};
 use audrey_consumer::{AppliedBatch, IngestConfig, Observer};
-use audrey_store::Store;
+use audrey_store::{Retention, Store};
 
 use crate::cli::ServeArgs;
 
@@ -49,6 +49,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ApiSettings {
             stall_after_seconds: args.stall_after.as_secs_f64(),
             heartbeat_tolerance: args.heartbeat_tolerance,
+            forget_config_server_after_seconds: args.forget_config_server_after.as_secs_f64(),
             api_token: args.api_token.clone(),
         },
     ));
@@ -75,11 +76,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let consumer = tokio::spawn(audrey_consumer::run(
         IngestConfig {
-            broker: args.amqp.broker(),
-            topology: args.amqp.topology(),
+            broker: args.broker.broker(),
+            topology: args.queues.topology(&args.broker),
             prefetch: args.prefetch,
             batch_size: args.batch_size as usize,
-            max_event_bytes: args.max_event_bytes,
+            checks: audrey_consumer::delivery::Checks {
+                max_bytes: args.limits.max_event_bytes as usize,
+                trusted: audrey_core::contract::TrustedSources::new(args.trusted_source.clone()),
+            },
             ..IngestConfig::default()
         },
         Arc::clone(&store),
@@ -89,7 +93,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let retention = tokio::spawn(prune_periodically(
         Arc::clone(&store),
-        args.retain_completed.0,
+        Retention {
+            retain_completed_seconds: args.retain_completed.as_secs_f64(),
+            forget_config_server_after_seconds: args.forget_config_server_after.as_secs_f64(),
+        },
         args.prune_every.0,
         stop_watch,
     ));
@@ -121,10 +128,11 @@ async fn wait_for_signal() {
 }
 
 /// Retention: every `every`, prunes the event log of deleted deployments
-/// and of those completed longer than `retain` ago (see `Store::prune`).
+/// and of those completed long enough ago, and forgets silent config
+/// servers (see `Store::prune`).
 async fn prune_periodically(
     store: Arc<Store>,
-    retain: std::time::Duration,
+    retention: Retention,
     every: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -135,12 +143,12 @@ async fn prune_periodically(
         }
         let store = Arc::clone(&store);
         let now = audrey_core::Timestamp::now();
-        let pass =
-            tokio::task::spawn_blocking(move || store.prune(now, retain.as_secs_f64())).await;
+        let pass = tokio::task::spawn_blocking(move || store.prune(now, &retention)).await;
         match pass {
-            Ok(Ok(pruned)) if pruned.events > 0 => info!(
+            Ok(Ok(pruned)) if pruned.events > 0 || pruned.config_servers > 0 => info!(
                 deployments = pruned.deployments,
                 events = pruned.events,
+                config_servers = pruned.config_servers,
                 "pruned the event log"
             ),
             Ok(Ok(_)) => {}

@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing::info;
 
-use audrey_consumer::{redact_url, Publisher};
+use audrey_consumer::{redact_url, Publisher, Topology};
 use audrey_core::memory::MemoryViews;
 use audrey_core::scenario::workload::{plan, FreshIds, PlanSettings, Planned, Summary};
 use audrey_core::{Event, Timestamp};
@@ -193,9 +193,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         rate: args.rate,
     };
 
-    let url = redact_url(&args.amqp.amqp_url);
-    let topology = args.amqp.topology();
-    let publisher = Publisher::connect_to(&args.amqp.broker(), &topology)
+    let url = redact_url(&args.broker.amqp_url);
+    // A publisher needs the exchange alone.
+    let topology = Topology {
+        exchange: args.broker.exchange.clone(),
+        ..Topology::default()
+    };
+    let publisher = Publisher::connect_to(&args.broker.broker(), &topology)
         .await
         .with_context(|| format!("cannot connect to the broker at {url}"))?;
     info!(

@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
-use audrey_core::Event;
+use audrey_core::{Event, Timestamp};
 use audrey_store::Store;
 
 use crate::cli::{DataArgs, ExportArgs, ImportArgs, OnInvalid};
@@ -19,11 +18,20 @@ use crate::cli::{DataArgs, ExportArgs, ImportArgs, OnInvalid};
 /// Events applied per synced batch by `import`.
 const IMPORT_BATCH: usize = 1_000;
 
-fn open(path: &Path, any_version: bool) -> anyhow::Result<Store> {
-    let store = if any_version {
-        Store::open_any_version(path)
-    } else {
-        Store::open(path)
+/// Which store a tool expects in `--data-dir`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// One that exists, whatever state its views are in (`rebuild`,
+    /// `export`): a mistyped directory is an error, not a new store.
+    Existing,
+    /// One with current views, created when missing (`import`).
+    CurrentViews,
+}
+
+fn open(path: &Path, expect: Expect) -> anyhow::Result<Store> {
+    let store = match expect {
+        Expect::Existing => Store::open_existing(path),
+        Expect::CurrentViews => Store::open(path),
     };
     store.with_context(|| {
         format!(
@@ -43,7 +51,7 @@ fn progress_bar(total: u64, unit: &str) -> ProgressBar {
 }
 
 pub fn rebuild(args: &DataArgs) -> anyhow::Result<()> {
-    let store = open(&args.data_dir, true)?;
+    let store = open(&args.data_dir, Expect::Existing)?;
     let bar = progress_bar(store.estimated_logged_events(), "events");
     let replayed = store
         .rebuild(|n| {
@@ -60,7 +68,7 @@ pub fn rebuild(args: &DataArgs) -> anyhow::Result<()> {
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let store = open(&args.data.data_dir, true)?;
+    let store = open(&args.data.data_dir, Expect::Existing)?;
     let mut out: Box<dyn Write> = if args.output == Path::new("-") {
         Box::new(BufWriter::new(std::io::stdout().lock()))
     } else {
@@ -96,6 +104,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         Box::new(BufReader::new(file))
     };
     // Read and check everything first: `refuse` must import nothing.
+    let now = Timestamp::now();
     let mut events = Vec::new();
     let mut invalid = 0u64;
     for (index, line) in input.lines().enumerate() {
@@ -104,7 +113,9 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        match Event::decode(line.as_bytes(), DEFAULT_MAX_EVENT_BYTES) {
+        let max_bytes = args.limits.max_event_bytes as usize;
+        match Event::decode(line.as_bytes(), max_bytes).and_then(|e| e.check_clock(now).map(|()| e))
+        {
             Ok(event) => events.push(event),
             Err(e) => {
                 invalid += 1;
@@ -115,7 +126,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
     if invalid > 0 && args.on_invalid == OnInvalid::Refuse {
         bail!("{invalid} invalid line(s): nothing imported (use --on-invalid skip to import the valid ones)");
     }
-    let store = open(&args.data.data_dir, false)?;
+    let store = open(&args.data.data_dir, Expect::CurrentViews)?;
     let bar = progress_bar(events.len() as u64, "events");
     let (mut applied, mut duplicates) = (0, 0);
     for chunk in events.chunks(IMPORT_BATCH) {

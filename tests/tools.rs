@@ -224,3 +224,140 @@ fn json_logs_are_one_object_per_line_and_say_each_state_change_once() {
     );
     assert!(log.contains("amqp://audrey:***@127.0.0.1:1"), "{log}");
 }
+
+/// A mistyped `--data-dir` is an error for the tools that read a store:
+/// nothing is created, the exit code is not 0, and the message says why.
+#[test]
+fn tools_refuse_a_directory_that_holds_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("dta");
+    for tool in ["rebuild", "export"] {
+        let out = run(&[tool, "--data-dir", typo.to_str().unwrap()]);
+        assert!(!out.status.success(), "{tool} exited 0");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("holds no audrey-reporting store"),
+            "{tool}: {stderr}"
+        );
+        assert!(!typo.exists(), "{tool} created {}", typo.display());
+    }
+    // An empty directory (say, created by hand) is no store either.
+    std::fs::create_dir(&typo).unwrap();
+    let out = run(&["rebuild", "--data-dir", typo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&typo).unwrap().count(), 0);
+}
+
+/// A rebuild killed at any point leaves views `serve` refuses (saying to
+/// run `rebuild`); run again, it ends with the views the live service had.
+#[test]
+fn an_interrupted_rebuild_is_refused_until_a_rebuild_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = realistic_stream(41, 300, 4);
+    {
+        let store = Store::open(&data).unwrap();
+        for chunk in events.chunks(1_000) {
+            store.apply_batch(chunk).unwrap();
+        }
+    }
+    let expected = MemoryViews::from_events(&events);
+    let mut rng = audrey_core::scenario::Rng::new(7);
+    let mut interrupted = 0;
+    for round in 0..4 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_audrey-reporting"))
+            .args(["rebuild", "--data-dir", data.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Anywhere from just started to well into the replay.
+        std::thread::sleep(Duration::from_millis(20 + rng.below(400 * (round + 1))));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if finished {
+            continue;
+        }
+        interrupted += 1;
+        match Store::open(&data) {
+            Err(error) => assert!(
+                error.to_string().contains("run `audrey-reporting rebuild"),
+                "{error}"
+            ),
+            // Killed before it emptied anything: the views are still whole.
+            Ok(store) => assert_store_matches(&store, &expected, Timestamp::now()),
+        }
+    }
+    assert!(interrupted > 0, "no rebuild was interrupted");
+    succeed(&["rebuild", "--data-dir", data.to_str().unwrap()]);
+    assert_store_matches(&Store::open(&data).unwrap(), &expected, Timestamp::now());
+}
+
+/// An event accepted under a large `--max-event-bytes` stays readable by
+/// every tool (the log is read back without a size limit), and `import`
+/// honours the same option.
+#[test]
+fn events_larger_than_the_default_limit_stay_readable_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, file) = (dir.path().join("data"), dir.path().join("big.jsonl"));
+    // One registration of about 2 MiB: many services, long parameter names.
+    let mut cs =
+        audrey_core::scenario::script::DeploymentScript::new(audrey_core::scenario::script::BLOG);
+    let services: Vec<_> = (0..200)
+        .map(|s| {
+            let parameters = (0..40)
+                .map(|p| {
+                    audrey_core::scenario::script::static_param(&format!(
+                        "{p:03}-{}",
+                        "x".repeat(240)
+                    ))
+                })
+                .collect();
+            audrey_core::scenario::script::service(&format!("service-{s}"), parameters)
+        })
+        .collect();
+    let big = cs.register(
+        0,
+        audrey_core::scenario::script::MYSQL,
+        "mysql",
+        &[],
+        services,
+    );
+    let line = serde_json::to_string(&big.to_json()).unwrap();
+    assert!(line.len() > 2 << 20, "{} bytes", line.len());
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+
+    let refused = run(&[
+        "import",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success(), "the default limit refuses it");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("over the limit"));
+    succeed(&[
+        "import",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--input",
+        file.to_str().unwrap(),
+        "--max-event-bytes",
+        "4194304",
+    ]);
+    let export = succeed(&["export", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(export.lines().count(), 1);
+    let store = Store::open(&data).unwrap();
+    let page = store
+        .history(big.deployment().unwrap(), None, 0, 10)
+        .unwrap();
+    assert_eq!(page.events, vec![big.clone()]);
+    drop(store);
+    succeed(&["rebuild", "--data-dir", data.to_str().unwrap()]);
+    assert_store_matches(
+        &Store::open(&data).unwrap(),
+        &MemoryViews::from_events(&[big]),
+        Timestamp::now(),
+    );
+}

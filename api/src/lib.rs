@@ -24,7 +24,10 @@ use std::sync::Arc;
 
 use warp::Filter;
 
-use audrey_core::query::{ReportContext, DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_STALL_AFTER_SECONDS};
+use audrey_core::query::{
+    ReportContext, DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS, DEFAULT_HEARTBEAT_TOLERANCE,
+    DEFAULT_STALL_AFTER_SECONDS,
+};
 use audrey_core::Timestamp;
 use audrey_store::Store;
 
@@ -40,6 +43,8 @@ pub struct ApiSettings {
     pub stall_after_seconds: f64,
     /// A config server is down after this many missed heartbeat intervals.
     pub heartbeat_tolerance: f64,
+    /// A config server silent for this long leaves the reports and metrics.
+    pub forget_config_server_after_seconds: f64,
     /// When set, `/reports/*` needs `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
 }
@@ -49,6 +54,7 @@ impl Default for ApiSettings {
         Self {
             stall_after_seconds: DEFAULT_STALL_AFTER_SECONDS,
             heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+            forget_config_server_after_seconds: DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS,
             api_token: None,
         }
     }
@@ -90,6 +96,7 @@ impl ApiState {
             now: Timestamp::now(),
             stall_after_seconds: self.settings.stall_after_seconds,
             heartbeat_tolerance: self.settings.heartbeat_tolerance,
+            forget_config_server_after_seconds: self.settings.forget_config_server_after_seconds,
         }
     }
 }

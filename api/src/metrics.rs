@@ -75,6 +75,9 @@ pub struct Metrics {
     services: Family<StatusLabel, Gauge>,
     unresolved_dependencies: Gauge,
     deployments_stalled: Gauge,
+    /// `--stall-after`, so that alert rules follow the flag instead of a
+    /// number kept equal to it by hand.
+    stall_after: FloatGauge,
     deployment_last_progress: Family<DeploymentLabel, FloatGauge>,
     config_server_up: Family<SourceLabel, Gauge>,
     config_server_last_heartbeat: Family<SourceLabel, FloatGauge>,
@@ -106,6 +109,7 @@ impl Metrics {
             services: Family::default(),
             unresolved_dependencies: Gauge::default(),
             deployments_stalled: Gauge::default(),
+            stall_after: FloatGauge::default(),
             deployment_last_progress: Family::default(),
             config_server_up: Family::default(),
             config_server_last_heartbeat: Family::default(),
@@ -173,6 +177,11 @@ impl Metrics {
             "deployments_stalled",
             "Incomplete deployments without progress for longer than --stall-after",
             m.deployments_stalled.clone(),
+        );
+        registry.register(
+            "stall_after_seconds",
+            "The service's --stall-after: an incomplete deployment without progress for this long is stalled",
+            m.stall_after.clone(),
         );
         registry.register(
             "deployment_last_progress_timestamp_seconds",
@@ -276,6 +285,7 @@ impl Metrics {
             stalled,
         } = query::incomplete_deployments(&reader, ctx)?;
         self.deployments_stalled.set(stalled as i64);
+        self.stall_after.set(ctx.stall_after_seconds);
         self.deployment_last_progress.clear();
         for (id, progress) in incomplete {
             self.deployment_last_progress
@@ -344,9 +354,8 @@ mod tests {
 
     fn ctx(now: Timestamp, stall_after_seconds: f64) -> ReportContext {
         ReportContext {
-            now,
             stall_after_seconds,
-            heartbeat_tolerance: 3.0,
+            ..ReportContext::at(now)
         }
     }
 

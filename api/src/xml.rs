@@ -4,6 +4,7 @@
 //! Optional elements are left out while their data is missing. Every
 //! document is described by `schemas/reports.xsd`.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -15,7 +16,29 @@ use audrey_core::query::{
 };
 use audrey_core::Timestamp;
 
-/// A small writer over quick-xml: attributes and text are escaped by it.
+/// Text as XML 1.0 can carry it: a character XML forbids (C0 controls but
+/// tab, line feed and carriage return; U+FFFE; U+FFFF) becomes U+FFFD.
+/// The event contract refuses such characters, so only what a reader sent
+/// (a request path quoted in an error) ever needs this; it is applied to
+/// every attribute and text all the same, so no input can make a document
+/// that is not well-formed.
+pub fn xml_safe(text: &str) -> Cow<'_, str> {
+    let forbidden = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+    };
+    if text.chars().any(forbidden) {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if forbidden(c) { '\u{fffd}' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// A small writer over quick-xml: attributes and text are escaped by it,
+/// after [`xml_safe`].
 pub struct Xml {
     writer: Writer<Cursor<Vec<u8>>>,
 }
@@ -31,8 +54,8 @@ impl Xml {
 
     fn tag<'a>(name: &'a str, attributes: &[(&str, &str)]) -> BytesStart<'a> {
         let mut tag = BytesStart::new(name);
-        for attribute in attributes {
-            tag.push_attribute(*attribute);
+        for (key, value) in attributes {
+            tag.push_attribute((*key, xml_safe(value).as_ref()));
         }
         tag
     }
@@ -52,7 +75,7 @@ impl Xml {
     /// `<name>text</name>`.
     pub fn text(&mut self, name: &str, text: &str) -> &mut Self {
         self.start(name, &[]);
-        self.write(Event::Text(BytesText::new(text)));
+        self.write(Event::Text(BytesText::new(&xml_safe(text))));
         self.end(name)
     }
 

@@ -10,12 +10,29 @@ use lapin::message::Delivery;
 use lapin::types::AMQPValue;
 
 use audrey_core::contract::binary::{is_binary_mode, HeaderValue};
-use audrey_core::contract::DecodeError;
-use audrey_core::Event;
+use audrey_core::contract::{DecodeError, TrustedSources};
+use audrey_core::{Event, Timestamp};
+
+/// What a delivery must pass beyond the contract's shape.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    /// Larger events are refused unread.
+    pub max_bytes: usize,
+    /// Events from other sources are refused (`untrusted_source`).
+    pub trusted: TrustedSources,
+}
 
 /// Decodes a delivery in whichever content mode it uses, refusing anything
-/// over `max_bytes`.
-pub fn decode(delivery: &Delivery, max_bytes: usize) -> Result<Event, DecodeError> {
+/// over the size limit, from an untrusted source, or with a time too far
+/// ahead of `now` (the receiving clock: see [`Event::check_clock`]).
+pub fn decode(delivery: &Delivery, checks: &Checks, now: Timestamp) -> Result<Event, DecodeError> {
+    let event = decode_modes(delivery, checks.max_bytes)?;
+    checks.trusted.check(&event)?;
+    event.check_clock(now)?;
+    Ok(event)
+}
+
+fn decode_modes(delivery: &Delivery, max_bytes: usize) -> Result<Event, DecodeError> {
     let properties = &delivery.properties;
     let content_type = properties.content_type().as_ref().map(|t| t.as_str());
     let structured = content_type.is_some_and(|t| {

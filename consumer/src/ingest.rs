@@ -33,12 +33,13 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use audrey_core::contract::DecodeError;
+use audrey_core::contract::{DecodeError, TrustedSources};
 use audrey_core::Timestamp;
 use audrey_store::EventOutcome;
 use audrey_store::{Encoded, Store};
 
 use crate::connect::Broker;
+use crate::delivery::Checks;
 use crate::observer::{AppliedBatch, Observer};
 use crate::redact_url;
 use crate::topology::Topology;
@@ -66,8 +67,8 @@ pub struct IngestConfig {
     pub prefetch: u16,
     /// The most deliveries applied in one synced batch.
     pub batch_size: usize,
-    /// Events larger than this are dead-lettered unread.
-    pub max_event_bytes: usize,
+    /// What each delivery must pass: size, trusted sources.
+    pub checks: Checks,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
 }
@@ -79,7 +80,10 @@ impl Default for IngestConfig {
             topology: Topology::default(),
             prefetch: DEFAULT_PREFETCH,
             batch_size: DEFAULT_BATCH_SIZE as usize,
-            max_event_bytes: audrey_core::contract::DEFAULT_MAX_EVENT_BYTES,
+            checks: Checks {
+                max_bytes: audrey_core::contract::DEFAULT_MAX_EVENT_BYTES,
+                trusted: TrustedSources::default(),
+            },
             max_backoff: Duration::from_secs(15),
         }
     }
@@ -233,8 +237,9 @@ impl Session<'_> {
     ) -> anyhow::Result<Prepared> {
         let mut events = Vec::with_capacity(deliveries.len());
         let mut last_settled_by_ack = None;
+        let now = Timestamp::now();
         for delivery in &deliveries {
-            match crate::delivery::decode(delivery, self.config.max_event_bytes) {
+            match crate::delivery::decode(delivery, &self.config.checks, now) {
                 Ok(event) => {
                     events.push(Encoded::new(event));
                     last_settled_by_ack = Some(delivery.delivery_tag);
@@ -282,9 +287,11 @@ impl Session<'_> {
                 match outcome {
                     EventOutcome::Applied(_) => {
                         batch.applied_types.push(event.event_type());
-                        batch
-                            .lags_seconds
-                            .push((now.nanos() - event.time().nanos()) as f64 / 1e9);
+                        // In f64: far apart times must not overflow; a
+                        // clock running ahead (by at most a day, or the
+                        // event is refused) is no lag at all.
+                        let lag = (now.nanos() as f64 - event.time().nanos() as f64) / 1e9;
+                        batch.lags_seconds.push(lag.max(0.0));
                     }
                     EventOutcome::Duplicate => batch.duplicates += 1,
                 }

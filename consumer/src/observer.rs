@@ -11,8 +11,8 @@ pub struct AppliedBatch {
     pub duplicates: usize,
     /// How long the synced write of the batch took.
     pub apply_duration: Duration,
-    /// For each new event: seconds from its `time` to now (negative when a
-    /// config server's clock runs ahead).
+    /// For each new event: seconds from its `time` to now (0 when a config
+    /// server's clock runs ahead).
     pub lags_seconds: Vec<f64>,
 }
 

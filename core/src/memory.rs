@@ -60,7 +60,7 @@ impl ViewRead for MemoryViews {
         Ok(self
             .instances
             .values()
-            .filter(|s| s.instance.deployment == id)
+            .filter(|s| s.claim(id).is_some())
             .map(|s| s.instance.uuid)
             .collect())
     }

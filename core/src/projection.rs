@@ -35,7 +35,9 @@ pub enum Effect {
     Applied,
     /// Its deployment was deleted: deletion is final, the event is ignored.
     DeploymentDeleted,
-    /// It names an instance already known in another deployment; ignored.
+    /// It names an instance that another deployment owns: kept in this
+    /// deployment's claim on the instance (see
+    /// [`InstanceState::other_claims`]), shown in no report.
     InstanceInOtherDeployment,
 }
 
@@ -82,18 +84,17 @@ fn apply_deployment_event<V: ViewWrite>(
     if row.deleted.is_some() && !matches!(event.data, EventData::DeploymentDeleted) {
         return Ok(Effect::DeploymentDeleted);
     }
-    if let Some(instance) = event.data.instance() {
-        if let Some(known) = p.views.instance_deployment(instance)? {
-            if known != deployment {
-                return Ok(Effect::InstanceInOtherDeployment);
-            }
-        }
-    }
     let row = p.deployment(deployment)?;
     row.last_progress = row.last_progress.max(Some(event.time));
-    row.sources.insert(event.source.clone());
+    row.first_event = Some(row.first_event.map_or(event.time, |t| t.min(event.time)));
+    row.add_source(&event.source);
 
     let time = event.time;
+    // The event's own claim on the instance it names.
+    let named = Whose::Claim {
+        deployment,
+        named_at: Some(stamp),
+    };
     match &event.data {
         EventData::InstanceRegistered(registration) => {
             p.register_instance(deployment, stamp, registration)?
@@ -106,10 +107,10 @@ fn apply_deployment_event<V: ViewWrite>(
             p.register_deployment(deployment, stamp, instances)?
         }
         EventData::InstanceContacted { instance, .. } => {
-            p.update_instance(*instance, deployment, |s| touch(s, time))?;
+            p.update_instance(*instance, named, |s| touch(s, time))?;
         }
         EventData::ConfigurationStarted { instance, service } => {
-            p.update_instance(*instance, deployment, |s| {
+            p.update_instance(*instance, named, |s| {
                 touch(s, time);
                 let row = s
                     .services
@@ -123,7 +124,7 @@ fn apply_deployment_event<V: ViewWrite>(
             service,
             return_code,
         } => {
-            p.update_instance(*instance, deployment, |s| {
+            p.update_instance(*instance, named, |s| {
                 touch(s, time);
                 s.instance.ended_services.insert(service.clone());
                 let row = s
@@ -139,7 +140,7 @@ fn apply_deployment_event<V: ViewWrite>(
             instance,
             parameters,
         } => {
-            p.update_instance(*instance, deployment, |s| {
+            p.update_instance(*instance, named, |s| {
                 touch(s, time);
                 for name in parameters {
                     let at = s.instance.provided.entry(name.clone()).or_insert(time);
@@ -149,8 +150,16 @@ fn apply_deployment_event<V: ViewWrite>(
         }
         EventData::DeploymentDeleted => p.delete_deployment(deployment, time)?,
     }
+    // Applied to a claim that another deployment owns: it shows nowhere.
+    let mut effect = Effect::Applied;
+    if let Some(instance) = event.data.instance() {
+        let owner = p.views.instance_row(instance)?.map(|i| i.deployment);
+        if owner.is_some_and(|owner| owner != deployment) {
+            effect = Effect::InstanceInOtherDeployment;
+        }
+    }
     p.finish()?;
-    Ok(Effect::Applied)
+    Ok(effect)
 }
 
 /// Any agent request (and a configuration start or end, or provided
@@ -215,6 +224,54 @@ fn references(state: &InstanceState) -> Vec<(InstanceId, Awaited)> {
         .collect()
 }
 
+/// Adds `n` (negative to take away) to a count in a map of counts; a count
+/// that reaches zero leaves the map.
+fn add_count<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, n: i64) {
+    let count = counts.entry(key).or_default();
+    let updated = (i64::from(*count) + n).max(0) as u32;
+    *count = updated;
+    if updated == 0 {
+        counts.retain(|_, c| *c != 0);
+    }
+}
+
+/// What an instance adds to the views besides its own row: taken before a
+/// change, to be moved to what it adds after.
+struct Contribution {
+    /// The deployment of the owning claim.
+    owner: DeploymentId,
+    /// What it adds to that deployment's tally.
+    tally: Tally,
+    /// The references of the owning claim's config.
+    references: Vec<(InstanceId, Awaited)>,
+}
+
+impl Contribution {
+    fn of(state: &InstanceState) -> Self {
+        Self {
+            owner: state.instance.deployment,
+            tally: state.tally(),
+            references: references(state),
+        }
+    }
+}
+
+/// Which claim on an instance an update changes.
+#[derive(Debug, Clone, Copy)]
+enum Whose {
+    /// `deployment`'s own claim, made if missing. `named_at`: the stamp of
+    /// the event naming the instance (it may move the claim's `claimed`
+    /// earlier); `None` for changes that do not name it.
+    Claim {
+        deployment: DeploymentId,
+        named_at: Option<Stamp>,
+    },
+    /// Whichever claim owns the instance (the references waiting on it are
+    /// the instance's, not a claim's); made in `deployment` when the
+    /// instance is unknown.
+    Owner { deployment: DeploymentId },
+}
+
 /// Applies one event's changes, keeping the deployments it touches in hand
 /// until the end so that each is written (and counted) once.
 struct Projector<'v, V> {
@@ -233,38 +290,104 @@ impl<V: ViewWrite> Projector<'_, V> {
         Ok(&mut self.deployments.get_mut(&id).expect("just inserted").1)
     }
 
-    /// Loads an instance (creating it in `deployment` if unknown), lets `f`
-    /// change its facts, re-derives its status and moves its deployment's
-    /// tally from the old contribution to the new. Returns false, changing
-    /// nothing, when the instance's deployment has been deleted.
+    /// Loads an instance, lets `f` change the facts of the claim `whose`
+    /// names, re-derives that claim's status, settles which claim owns the
+    /// instance, and moves the owning deployments' tallies from the old
+    /// contribution to the new. Returns false, changing nothing, when the
+    /// claim's deployment has been deleted.
     fn update_instance(
         &mut self,
         id: InstanceId,
-        deployment: DeploymentId,
+        whose: Whose,
         f: impl FnOnce(&mut InstanceState),
     ) -> Result<bool, V::Error> {
-        let (state, before) = match self.views.take_instance(id)? {
-            Some(state) => {
-                let tally = state.tally();
-                (Some(state), tally)
-            }
-            None => (None, Tally::default()),
+        let state = self.views.take_instance(id)?;
+        let before = state.as_ref().map(Contribution::of);
+        let (target, named_at) = match whose {
+            Whose::Claim {
+                deployment,
+                named_at,
+            } => (deployment, named_at),
+            Whose::Owner { deployment } => (
+                state.as_ref().map_or(deployment, |s| s.instance.deployment),
+                None,
+            ),
         };
-        let owner_id = state.as_ref().map_or(deployment, |s| s.instance.deployment);
-        if self.deployment(owner_id)?.deleted.is_some() {
+        if self.deployment(target)?.deleted.is_some() {
             if let Some(taken) = state {
                 self.views.put_instance(taken)?;
             }
             return Ok(false);
         }
-        let owner = self.deployment(owner_id)?;
-        let mut state = state.unwrap_or_else(|| InstanceState::new(id, deployment));
-        f(&mut state);
-        refresh(&mut state);
-        owner.tally.add(&before, -1);
-        owner.tally.add(&state.tally(), 1);
-        self.views.put_instance(state)?;
+        let mut state = state.unwrap_or_else(|| InstanceState::new(id, target));
+        let claim = state.claim_mut(target);
+        if let Some(stamp) = named_at {
+            let claimed = &mut claim.instance.claimed;
+            *claimed = Some(claimed.map_or(stamp, |c| c.min(stamp)));
+        }
+        f(claim);
+        refresh(claim);
+        state.settle_ownership();
+        self.commit_instance(id, before, Some(state))?;
         Ok(true)
+    }
+
+    /// Puts an instance's new state in place (`None`: it is gone) and
+    /// moves what it contributes from the old state's to the new: its
+    /// owning deployment's tally, and the references its owning claim's
+    /// config makes, counted on their sources (`dependents`), so that only
+    /// the claims that show count.
+    fn commit_instance(
+        &mut self,
+        id: InstanceId,
+        before: Option<Contribution>,
+        after: Option<InstanceState>,
+    ) -> Result<(), V::Error> {
+        // References by (source, what they await, where they come from).
+        let mut delta: BTreeMap<(InstanceId, Awaited, DeploymentId), i64> = BTreeMap::new();
+        if let Some(before) = before {
+            self.deployment(before.owner)?.tally.add(&before.tally, -1);
+            for (source, awaited) in before.references {
+                *delta.entry((source, awaited, before.owner)).or_default() -= 1;
+            }
+        }
+        match after.filter(|state| !state.is_forgotten()) {
+            Some(state) => {
+                let now = Contribution::of(&state);
+                self.deployment(now.owner)?.tally.add(&now.tally, 1);
+                for (source, awaited) in now.references {
+                    *delta.entry((source, awaited, now.owner)).or_default() += 1;
+                }
+                self.views.put_instance(state)?;
+            }
+            None => self.views.delete_instance(id)?,
+        }
+        // Net change per source, so each source is written once.
+        let mut by_source: BTreeMap<InstanceId, Vec<(Awaited, DeploymentId, i64)>> =
+            BTreeMap::new();
+        for ((source, awaited, from), n) in delta.into_iter().filter(|(_, n)| *n != 0) {
+            by_source
+                .entry(source)
+                .or_default()
+                .push((awaited, from, n));
+        }
+        for (source, changes) in by_source {
+            // Fewer references to an instance that is gone: nothing to do
+            // (and nothing to make).
+            if changes.iter().all(|(.., n)| *n < 0) && self.views.instance_row(source)?.is_none() {
+                continue;
+            }
+            let first_waiting = changes.iter().map(|(_, from, _)| *from).min();
+            let deployment = first_waiting.expect("a source has at least one change");
+            self.update_instance(source, Whose::Owner { deployment }, |state| {
+                let i = &mut state.instance;
+                for (awaited, from, n) in changes {
+                    add_count(&mut i.dependents, awaited, n);
+                    add_count(&mut i.waiting_deployments, from, n);
+                }
+            })?;
+        }
+        Ok(())
     }
 
     fn register_instance(
@@ -278,29 +401,29 @@ impl<V: ViewWrite> Projector<'_, V> {
             row.name = Some((stamp, event.deployment_name.clone()));
         }
         let id = event.instance;
+        let named = Whose::Claim {
+            deployment,
+            named_at: Some(stamp),
+        };
+        let first_registered = |state: &mut InstanceState| {
+            let first = &mut state.instance.first_registered;
+            *first = Some(first.map_or(stamp, |f| f.min(stamp)));
+        };
         let known = self.views.instance(id)?;
-        if known
-            .as_ref()
+        let claim = known.as_ref().and_then(|s| s.claim(deployment));
+        if claim
             .and_then(|s| s.instance.registration.as_ref())
             .is_some_and(|r| r.stamp >= stamp)
         {
-            return Ok(()); // an older config than the one we have
+            // An older config than the one we have: it changes nothing but
+            // when the instance was first named and registered.
+            self.update_instance(id, named, first_registered)?;
+            return Ok(());
         }
-        // Net change of references per source, so each source is written once.
-        let mut delta: BTreeMap<(InstanceId, Awaited), i64> = BTreeMap::new();
-        for reference in known.as_ref().map(references).unwrap_or_default() {
-            *delta.entry(reference).or_default() -= 1;
-        }
-        for reference in event
-            .services
-            .iter()
-            .flat_map(|s| &s.parameters)
-            .filter_map(|p| p.source.reference())
-        {
-            *delta.entry(reference).or_default() += 1;
-        }
-
-        self.update_instance(id, deployment, |state| {
+        // The references of the new config reach their sources through
+        // `commit_instance`.
+        self.update_instance(id, named, |state| {
+            first_registered(state);
             state.instance.registration = Some(InstanceRegistration {
                 stamp,
                 assembly: event.assembly.clone(),
@@ -322,26 +445,6 @@ impl<V: ViewWrite> Projector<'_, V> {
                 .services
                 .retain(|_, s| s.is_configured() || s.started.is_some() || s.ended.is_some());
         })?;
-
-        let mut by_source: BTreeMap<InstanceId, Vec<(Awaited, i64)>> = BTreeMap::new();
-        for ((source, awaited), n) in delta.into_iter().filter(|(_, n)| *n != 0) {
-            by_source.entry(source).or_default().push((awaited, n));
-        }
-        for (source, changes) in by_source {
-            self.update_instance(source, deployment, |state| {
-                for (awaited, n) in changes {
-                    let count = state
-                        .instance
-                        .dependents
-                        .entry(awaited.clone())
-                        .or_default();
-                    *count = (i64::from(*count) + n).max(0) as u32;
-                    if *count == 0 {
-                        state.instance.dependents.remove(&awaited);
-                    }
-                }
-            })?;
-        }
         Ok(())
     }
 
@@ -360,18 +463,20 @@ impl<V: ViewWrite> Projector<'_, V> {
             expected: instances.len() as u32,
         });
         let listed: std::collections::BTreeSet<InstanceId> = instances.iter().copied().collect();
+        // The expected set says what this deployment waits for; it does not
+        // name the instances in the sense of ownership (a superseded set
+        // would then count by the order it arrived in).
+        let claim = Whose::Claim {
+            deployment,
+            named_at: None,
+        };
         for id in self.views.deployment_instances(deployment)? {
             if !listed.contains(&id) {
-                self.update_instance(id, deployment, |s| s.instance.expected = false)?;
+                self.update_instance(id, claim, |s| s.instance.expected = false)?;
             }
         }
         for id in listed {
-            if let Some(known) = self.views.instance_deployment(id)? {
-                if known != deployment {
-                    continue; // it belongs elsewhere; it stays there
-                }
-            }
-            self.update_instance(id, deployment, |s| s.instance.expected = true)?;
+            self.update_instance(id, claim, |s| s.instance.expected = true)?;
         }
         Ok(())
     }
@@ -381,36 +486,16 @@ impl<V: ViewWrite> Projector<'_, V> {
         deployment: DeploymentId,
         time: Timestamp,
     ) -> Result<(), V::Error> {
-        let members = self.views.deployment_instances(deployment)?;
-        // References from the deleted instances to sources elsewhere stop
-        // waiting: take them off those sources.
-        let mut outside: BTreeMap<InstanceId, Vec<Awaited>> = BTreeMap::new();
-        for id in &members {
-            if let Some(state) = self.views.instance(*id)? {
-                for (source, awaited) in references(&state) {
-                    if !members.contains(&source) {
-                        outside.entry(source).or_default().push(awaited);
-                    }
-                }
-            }
-        }
-        for (source, awaited) in outside {
-            if let Some(state) = self.views.instance(source)? {
-                let owner = state.instance.deployment;
-                self.update_instance(source, owner, |s| {
-                    for a in awaited {
-                        if let Some(n) = s.instance.dependents.get_mut(&a) {
-                            *n = n.saturating_sub(1);
-                            if *n == 0 {
-                                s.instance.dependents.remove(&a);
-                            }
-                        }
-                    }
-                })?;
-            }
-        }
-        for id in members {
-            self.views.delete_instance(id)?;
+        // Its claims go (and with an owning claim, the references its
+        // config made); an instance another deployment also claims passes
+        // to that deployment.
+        for id in self.views.deployment_instances(deployment)? {
+            let Some(state) = self.views.take_instance(id)? else {
+                continue;
+            };
+            let before = Contribution::of(&state);
+            let rest = state.without_claim(deployment);
+            self.commit_instance(id, Some(before), rest)?;
         }
         // A bare tombstone: what it looked like before depends on which
         // events arrived before the deletion, so none of it is kept.

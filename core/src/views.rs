@@ -18,10 +18,6 @@ pub trait ViewRead {
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, Self::Error> {
         Ok(self.instance(id)?.map(|s| s.instance))
     }
-    /// The deployment an instance belongs to, if it is known.
-    fn instance_deployment(&self, id: InstanceId) -> Result<Option<DeploymentId>, Self::Error> {
-        Ok(self.instance_row(id)?.map(|i| i.deployment))
-    }
     /// Several instances, in the order asked, leaving out those not known;
     /// stores may read them in one go.
     fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, Self::Error> {
@@ -31,7 +27,8 @@ pub trait ViewRead {
         }
         Ok(states)
     }
-    /// Every instance of a deployment (known from any event), in uuid order.
+    /// Every instance a deployment claims (known from any event of it,
+    /// owned or not: see `InstanceState::other_claims`), in uuid order.
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, Self::Error>;
     fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, Self::Error>;
     fn config_servers(&self) -> Result<Vec<ConfigServer>, Self::Error>;

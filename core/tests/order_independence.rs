@@ -4,12 +4,20 @@ mod common;
 
 use audrey_core::memory::MemoryViews;
 use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
-use audrey_core::{Event, Timestamp};
+use audrey_core::{DeploymentEvent, Event, EventId, Timestamp};
 use proptest::prelude::*;
 
 /// Several realistic deployments from two config servers, sometimes with
-/// one deleted, in the order they were observed.
-fn stream(seed: u64, deployments: usize, shape: &Shape, delete_one: bool) -> Vec<Event> {
+/// one deleted, in the order they were observed. With `clash`, the second
+/// deployment also names some instances of the first (a misconfiguration:
+/// two deployments claiming one UUID), some earlier, some later.
+fn stream(
+    seed: u64,
+    deployments: usize,
+    shape: &Shape,
+    delete_one: bool,
+    clash: bool,
+) -> Vec<Event> {
     let start = Timestamp::from_unix_seconds(1_795_615_200);
     let mut servers = [
         ConfigServerScript::new("/configserver/cs-01", seed),
@@ -26,11 +34,45 @@ fn stream(seed: u64, deployments: usize, shape: &Shape, delete_one: bool) -> Vec
         }
         events.extend(life);
     }
+    if clash {
+        events.extend(claims_of_another_deployment(seed, &events));
+    }
     for cs in &mut servers {
         events.extend(cs.heartbeats(start, start.plus_seconds(120.0), 30));
     }
     events.sort_by_key(|e| e.time());
     events
+}
+
+/// Copies of about half the events that name instances of the first
+/// deployment, moved to the second one (new ids, times up to 30 s earlier
+/// or later).
+fn claims_of_another_deployment(seed: u64, events: &[Event]) -> Vec<Event> {
+    let mut deployments = events.iter().filter_map(Event::deployment);
+    let (Some(first), Some(second)) = (
+        deployments.next(),
+        deployments.find(|d| *d != events[0].deployment().unwrap()),
+    ) else {
+        return Vec::new();
+    };
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut copies = Vec::new();
+    for (n, event) in events.iter().enumerate() {
+        let Event::Deployment(e) = event else {
+            continue;
+        };
+        if e.deployment != first || e.data.instance().is_none() || !rng.chance(0.5) {
+            continue;
+        }
+        let shift = rng.below(61) as f64 - 30.0;
+        copies.push(Event::Deployment(DeploymentEvent {
+            id: EventId::parse(&format!("clash-{n}")).unwrap(),
+            deployment: second,
+            time: e.time.plus_seconds(shift),
+            ..e.clone()
+        }));
+    }
+    copies
 }
 
 proptest! {
@@ -45,11 +87,13 @@ proptest! {
         failure_rate in 0.0f64..0.6,
         delete_one in any::<bool>(),
         duplicate_rate in 0.0f64..0.3,
+        clash in any::<bool>(),
     ) {
         let shape = Shape { instances, services_per_instance: services, failure_rate, retry_rate: 0.5, give_up_rate: 0.15, reregister_rate: 0.2 };
-        let in_order = stream(seed, deployments, &shape, delete_one);
+        let in_order = stream(seed, deployments, &shape, delete_one, clash);
         let expected = MemoryViews::from_events(&in_order);
         prop_assert_eq!(expected.counts, common::recount(&expected));
+        common::assert_well_formed(&expected);
 
         let mut rng = Rng::new(seed.rotate_left(17));
         let mut shuffled = in_order.clone();
@@ -60,6 +104,14 @@ proptest! {
         }
         rng.shuffle(&mut shuffled);
         let actual = MemoryViews::from_events(&shuffled);
+        common::assert_well_formed(&actual);
+        // Row by row first: a difference names its row.
+        for (id, row) in &expected.deployments {
+            prop_assert_eq!(actual.deployments.get(id), Some(row), "deployment {}", id);
+        }
+        for (id, row) in &expected.instances {
+            prop_assert_eq!(actual.instances.get(id), Some(row), "instance {}", id);
+        }
         prop_assert_eq!(&actual, &expected);
         prop_assert_eq!(actual.counts, common::recount(&actual));
     }
@@ -73,11 +125,21 @@ fn big_deployments_keep_counts_exact_in_any_order() {
         failure_rate: 0.2,
         ..Shape::default()
     };
-    let in_order = stream(99, 3, &shape, true);
-    let expected = MemoryViews::from_events(&in_order);
-    let mut reversed = in_order.clone();
-    reversed.reverse();
-    assert_eq!(MemoryViews::from_events(&reversed), expected);
-    assert_eq!(expected.counts, common::recount(&expected));
-    assert!(expected.counts.services.total() > 100);
+    for delete_one in [false, true] {
+        let in_order = stream(99, 3, &shape, delete_one, true);
+        let expected = MemoryViews::from_events(&in_order);
+        let mut reversed = in_order.clone();
+        reversed.reverse();
+        assert_eq!(MemoryViews::from_events(&reversed), expected);
+        assert_eq!(expected.counts, common::recount(&expected));
+        common::assert_well_formed(&expected);
+        assert!(expected.counts.services.total() > 100);
+        let claimed_twice = expected
+            .instances
+            .values()
+            .filter(|s| !s.other_claims.is_empty())
+            .count();
+        // Deleting the first deployment leaves the second the only claim.
+        assert_eq!(claimed_twice > 5, !delete_one, "{claimed_twice} clashes");
+    }
 }

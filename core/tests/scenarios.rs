@@ -382,6 +382,127 @@ fn heartbeats_are_per_source_and_the_latest_wins() {
     );
 }
 
+/// Two deployments registering the same instance UUID (Conductor would
+/// never; a broken one might): the instance belongs to the deployment that
+/// registered it first by event time, whatever order the events arrive in;
+/// the other deployment's facts are kept aside, shown nowhere, and take
+/// over if the owner is deleted.
+#[test]
+fn an_instance_claimed_by_two_deployments_belongs_to_the_earliest_registration() {
+    const OTHER: &str = "00000000-0000-4000-8000-0000000000aa";
+    let mut blog = DeploymentScript::new(BLOG);
+    let mut other = DeploymentScript::new(OTHER).with_source("/configserver/cs-02");
+    let mysql = || vec![service("mysql", vec![])];
+    let events = vec![
+        blog.register(5, MYSQL, "mysql", &[], mysql()),
+        other.register(3, MYSQL, "mariadb", &[], mysql()),
+        blog.started(10, MYSQL, "mysql"),
+        other.ended(12, MYSQL, "mysql", 0),
+        blog.register(
+            6,
+            WORDPRESS,
+            "wordpress",
+            &[],
+            vec![service(
+                "wordpress",
+                vec![param_ref("ip", MYSQL, "ipaddress")],
+            )],
+        ),
+    ];
+    let mut reversed = events.clone();
+    reversed.reverse();
+    let views = MemoryViews::from_events(&events);
+    assert_eq!(
+        MemoryViews::from_events(&reversed),
+        views,
+        "order independent"
+    );
+    assert_eq!(views.counts, recount(&views));
+
+    let report = query::instance_report(&views, instance(MYSQL))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        report.deployment,
+        deployment(OTHER),
+        "registered first (t=3 < t=5)"
+    );
+    assert_eq!(report.assembly, Some(name("mariadb")));
+    assert_eq!(report.status, Status::Success);
+    let blog_report = query::deployment_report(&views, deployment(BLOG), &ctx())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        blog_report
+            .instances
+            .iter()
+            .map(|i| i.uuid)
+            .collect::<Vec<_>>(),
+        vec![instance(WORDPRESS)],
+        "the blog does not show an instance another deployment owns"
+    );
+    // wordpress still waits on mysql's ipaddress, wherever mysql belongs.
+    assert_eq!(blog_report.unresolved_dependencies.len(), 1);
+
+    let mut views = views;
+    let late = blog.contacted(20, MYSQL);
+    assert_eq!(views.apply(&late), Effect::InstanceInOtherDeployment);
+    views.apply(&other.deleted(30));
+    let report = query::instance_report(&views, instance(MYSQL))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        report.deployment,
+        deployment(BLOG),
+        "the blog's claim takes over"
+    );
+    assert_eq!(report.assembly, Some(name("mysql")));
+    assert_eq!(
+        report.status,
+        Status::Incomplete,
+        "the blog's own run is under way"
+    );
+    assert_eq!(views.counts, recount(&views));
+}
+
+/// Sources come from the network: a deployment names at most 16 (the
+/// first by name, in any order) and says there were more; config servers
+/// silent for longer than the forget window leave the reports.
+#[test]
+fn what_config_servers_add_to_the_views_is_bounded() {
+    let events: Vec<_> = (0..40)
+        .map(|n| {
+            let mut cs =
+                DeploymentScript::new(BLOG).with_source(&format!("/configserver/cs-{n:02}"));
+            cs.contacted(n, MYSQL)
+        })
+        .collect();
+    let mut reversed = events.clone();
+    reversed.reverse();
+    let views = MemoryViews::from_events(&events);
+    assert_eq!(MemoryViews::from_events(&reversed), views);
+    let row = &views.deployments[&deployment(BLOG)];
+    assert_eq!(row.sources.len(), audrey_core::rows::MAX_SOURCES);
+    assert!(row.more_sources);
+    assert_eq!(row.sources.first().unwrap().as_str(), "/configserver/cs-00");
+    assert_eq!(row.sources.last().unwrap().as_str(), "/configserver/cs-15");
+
+    let mut views = MemoryViews::new();
+    let beat = audrey_core::Event::Heartbeat(audrey_core::Heartbeat {
+        id: audrey_core::EventId::parse("hb").unwrap(),
+        source: audrey_core::Source::parse("/configserver/gone").unwrap(),
+        time: at(0),
+        version: "1".into(),
+        interval_seconds: 30,
+    });
+    views.apply(&beat);
+    let week = 7.0 * 86_400.0;
+    let soon = ReportContext::at(at(0).plus_seconds(week - 1.0));
+    let later = ReportContext::at(at(0).plus_seconds(week + 1.0));
+    assert_eq!(query::config_servers(&views, &soon).unwrap().len(), 1);
+    assert!(query::config_servers(&views, &later).unwrap().is_empty());
+}
+
 #[test]
 fn applying_an_event_twice_changes_nothing() {
     let mut cs = DeploymentScript::new(BLOG);

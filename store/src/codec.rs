@@ -12,8 +12,10 @@ use crate::error::StoreError;
 
 /// Bumped whenever the projection or the row encoding changes meaning:
 /// views of another version must be rebuilt from the event log.
-/// Version 2 keeps an instance's services inside its row.
-pub const VIEWS_VERSION: u32 = 2;
+/// Version 2 keeps an instance's services inside its row; version 3 keeps
+/// every deployment's claim on an instance (ownership that does not depend
+/// on the order of events) and where the references waiting on it come from.
+pub const VIEWS_VERSION: u32 = 3;
 
 pub(crate) fn encode<T: Serialize>(row: &T) -> Vec<u8> {
     postcard::to_stdvec(row).expect("view rows always serialise")
@@ -26,12 +28,16 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
 /// An instance and its services: one row, one read. The [`Instance`] is
 /// encoded first so that [`decode_instance_row`] can stop after it.
 pub(crate) fn encode_instance(state: &InstanceState) -> Vec<u8> {
-    encode(&(&state.instance, &state.services))
+    encode(&(&state.instance, &state.services, &state.other_claims))
 }
 
 pub(crate) fn decode_instance(bytes: &[u8]) -> Result<InstanceState, StoreError> {
-    let (instance, services) = decode("instances", bytes)?;
-    Ok(InstanceState { instance, services })
+    let (instance, services, other_claims) = decode("instances", bytes)?;
+    Ok(InstanceState {
+        instance,
+        services,
+        other_claims,
+    })
 }
 
 /// Only the instance fields of an instance row (a reference's source): its
@@ -82,7 +88,9 @@ mod tests {
             }),
             deleted: Some(Timestamp::from_unix_seconds(9)),
             last_progress: Some(Timestamp::from_unix_seconds(8)),
+            first_event: Some(Timestamp::from_unix_seconds(1)),
             sources: BTreeSet::from([Source::parse("/cs").unwrap()]),
+            more_sources: true,
             tally: Tally {
                 instances: counts,
                 completed: 4,
@@ -100,11 +108,14 @@ mod tests {
             services: vec![name("mysql")],
         });
         instance.expected = true;
+        instance.claimed = Some(stamp(2));
+        instance.first_registered = Some(stamp(3));
         instance.first_contacted = Some(Timestamp::from_unix_seconds(4));
         instance.last_contacted = Some(Timestamp::from_unix_seconds(5));
         instance.provided = BTreeMap::from([(name("ipaddress"), Timestamp::from_unix_seconds(6))]);
         instance.ended_services = BTreeSet::from([name("mysql")]);
         instance.dependents = BTreeMap::from([(Awaited::Parameter(name("ipaddress")), 2)]);
+        instance.waiting_deployments = BTreeMap::from([(d, 2)]);
         instance.status = Status::Error;
         instance.completed = Some(Timestamp::from_unix_seconds(7));
         let service = Service {
@@ -120,9 +131,12 @@ mod tests {
             started: Some(stamp(5)),
             ended: Some((stamp(6), 1)),
         };
+        let mut other = InstanceState::new(i, DeploymentId::from_bytes([3; 16]));
+        other.instance.claimed = Some(stamp(4));
         let state = InstanceState {
             instance,
             services: BTreeMap::from([(name("mysql"), service)]),
+            other_claims: vec![other],
         };
         let server = ConfigServer {
             source: Source::parse("/cs").unwrap(),
@@ -143,12 +157,12 @@ mod tests {
         crate::keys::hex(bytes)
     }
 
-    /// The stored bytes of version 2 rows. If this fails, a row's layout
+    /// The stored bytes of version 3 rows. If this fails, a row's layout
     /// changed: bump VIEWS_VERSION (stores of the old version will then
     /// ask for a rebuild) and write the new bytes here.
     #[test]
     fn rows_keep_their_stored_bytes_within_a_views_version() {
-        assert_eq!(VIEWS_VERSION, 2, "a new version: update the bytes below");
+        assert_eq!(VIEWS_VERSION, 3, "a new version: update the bytes below");
         let (deployment, state, server, counts) = rows();
         let golden = [
             ("deployment", hex(&encode(&deployment)), GOLDEN_DEPLOYMENT),
@@ -190,9 +204,9 @@ mod tests {
     }
 
     const GOLDEN_DEPLOYMENT: &str =
-        "10010101010101010101010101010101010180a8d6b907c3b7dcb1cee6b9dd4b04626c6f670180d0acf30ec3b7dcb1cee6b9dd4b020180e88887430180c0b2cd3b01032f6373020406080a0c0e020406";
+        "10010101010101010101010101010101010180a8d6b907c3b7dcb1cee6b9dd4b04626c6f670180d0acf30ec3b7dcb1cee6b9dd4b020180e88887430180c0b2cd3b0180a8d6b90701032f637301020406080a0c0e020406";
     const GOLDEN_INSTANCE: &str =
-        "100202020202020202020202020202020210010101010101010101010101010101010180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c010180a0d9e61d0180c8afa025010969706164647265737380f085da2c01056d7973716c0100096970616464726573730202018098dc933401056d7973716c1002020202020202020202020202020202056d7973716c01010470656572011002020202020202020202020202020202096970616464726573730180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
+        "100202020202020202020202020202020210010101010101010101010101010101010180d0acf30ec3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c010180a0d9e61d0180c8afa025010969706164647265737380f085da2c01056d7973716c010009697061646472657373020110010101010101010101010101010101010202018098dc933401056d7973716c1002020202020202020202020202020202056d7973716c01010470656572011002020202020202020202020202020202096970616464726573730180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b0201100202020202020202020202020202020210030303030303030303030303030303030180a0d9e61dc3b7dcb1cee6b9dd4b00000000000000000001000000";
     const GOLDEN_CONFIG_SERVER: &str = "032f63738098dc9334c3b7dcb1cee6b9dd4b05302e342e321e";
     const GOLDEN_COUNTS: &str = "02040602040602040610";
 }

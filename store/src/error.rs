@@ -17,6 +17,16 @@ pub enum StoreError {
         found: u32,
         expected: u32,
     },
+    #[error(
+        "a rebuild of the views in {path} did not finish: \
+         run `audrey-reporting rebuild --data-dir {path}` again"
+    )]
+    RebuildUnfinished { path: String },
+    #[error(
+        "{path} holds no audrey-reporting store (is --data-dir right? \
+         `serve` or `import` create one)"
+    )]
+    NoStore { path: String },
 }
 
 impl StoreError {

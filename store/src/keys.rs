@@ -9,6 +9,10 @@ use crate::error::StoreError;
 
 /// Meta key: the version of the views on disk.
 pub(crate) const KEY_VERSION: &[u8] = b"views_version";
+/// Meta key: present while a rebuild runs (written with the emptying of
+/// the views, removed with the new version): views that carry it are half
+/// rebuilt.
+pub(crate) const KEY_REBUILDING: &[u8] = b"rebuild_unfinished";
 /// Meta key: the global counts.
 pub(crate) const KEY_COUNTS: &[u8] = b"counts";
 
@@ -76,4 +80,29 @@ pub(crate) fn deployment_from_key(bytes: &[u8]) -> Result<DeploymentId, StoreErr
 /// A key in hex, for error messages.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `source NUL id` is unambiguous because neither may hold a NUL (the
+    /// newtypes refuse it): two different (source, id) pairs never share a
+    /// dedup key, even when their concatenations would.
+    #[test]
+    fn dedup_keys_are_unambiguous() {
+        let pair = |s: &str, i: &str| (Source::parse(s).unwrap(), EventId::parse(i).unwrap());
+        let pairs = [
+            pair("a", "bc"),
+            pair("ab", "c"),
+            pair("/cs", "0"),
+            pair("/cs0", "0"),
+        ];
+        let keys: std::collections::BTreeSet<Vec<u8>> =
+            pairs.iter().map(|(s, i)| dedup_key(s, i)).collect();
+        assert_eq!(keys.len(), pairs.len());
+        // The pairs that would collide once joined by a NUL cannot be made.
+        assert!(EventId::parse("b\u{0}c").is_err());
+        assert!(Source::parse("a\u{0}b").is_err());
+    }
 }

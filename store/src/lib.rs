@@ -40,5 +40,5 @@ pub use codec::VIEWS_VERSION;
 pub use error::StoreError;
 pub use log::HistoryPage;
 pub use reader::Reader;
-pub use retention::Pruned;
+pub use retention::{Pruned, Retention};
 pub use store::Store;

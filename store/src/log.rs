@@ -4,7 +4,6 @@
 
 use rocksdb::{Direction, IteratorMode};
 
-use audrey_core::contract::DEFAULT_MAX_EVENT_BYTES;
 use audrey_core::domain::{DeploymentId, InstanceId};
 use audrey_core::Event;
 
@@ -75,7 +74,10 @@ pub(crate) fn scan_log(
         if !key.starts_with(prefix) {
             break;
         }
-        let event = Event::decode(&value, DEFAULT_MAX_EVENT_BYTES)
+        // No size limit: the event was accepted once, under whatever
+        // `--max-event-bytes` was then, and its canonical form may be longer
+        // than what was delivered.
+        let event = Event::decode(&value, usize::MAX)
             .map_err(|e| StoreError::corrupt(&format!("event {}", hex(&key)), e))?;
         if !visit(&key, event)? {
             break;

@@ -129,15 +129,17 @@ impl<'s> Pending<'s> {
             if before.as_deref() == state.as_ref() {
                 continue;
             }
-            let before_deployment = before.as_ref().map(|b| b.instance.deployment);
-            let deployment = state.as_ref().map(|s| s.instance.deployment);
-            if before_deployment != deployment {
-                if let Some(before) = before_deployment {
-                    batch.delete(CF_MEMBERS, member_key(before, *id));
-                }
-                if let Some(now) = deployment {
-                    batch.put(CF_MEMBERS, member_key(now, *id), Vec::new());
-                }
+            // A deployment's members are every instance it claims.
+            let claims = |s: Option<&InstanceState>| -> BTreeSet<DeploymentId> {
+                s.map(|s| s.claim_deployments().collect())
+                    .unwrap_or_default()
+            };
+            let (was, is) = (claims(before.as_deref()), claims(state.as_ref()));
+            for gone in was.difference(&is) {
+                batch.delete(CF_MEMBERS, member_key(*gone, *id));
+            }
+            for new in is.difference(&was) {
+                batch.put(CF_MEMBERS, member_key(*new, *id), Vec::new());
             }
             match state {
                 Some(state) => {
@@ -175,17 +177,11 @@ impl ViewRead for Pending<'_> {
             None => Ok(self.committed_instance(id)?.as_deref().cloned()),
         }
     }
-    fn instance_deployment(&self, id: InstanceId) -> Result<Option<DeploymentId>, StoreError> {
-        Ok(match self.instances.get(&id) {
-            Some(state) => state.as_ref().map(|s| s.instance.deployment),
-            None => self.committed_instance(id)?.map(|s| s.instance.deployment),
-        })
-    }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
         let mut members: BTreeSet<InstanceId> = read_members(self, id)?.into_iter().collect();
         for (instance, state) in &self.instances {
             match state {
-                Some(s) if s.instance.deployment == id => {
+                Some(s) if s.claim(id).is_some() => {
                     members.insert(*instance);
                 }
                 _ => {

@@ -7,7 +7,7 @@ use crate::apply::{apply_events, Origin};
 use crate::codec::{encode, VIEWS_VERSION};
 use crate::db::{Db, CF_META, VIEW_FAMILIES};
 use crate::error::StoreError;
-use crate::keys::{KEY_COUNTS, KEY_VERSION};
+use crate::keys::{KEY_COUNTS, KEY_REBUILDING, KEY_VERSION};
 use crate::log::scan_log;
 use crate::recent::RecentInstances;
 
@@ -15,7 +15,9 @@ use crate::recent::RecentInstances;
 const REBUILD_BATCH: usize = 5_000;
 
 /// Empties every view and replays the whole event log through the
-/// projection, then records the current views version. `progress` is told
+/// projection, then records the current views version. Killed at any
+/// point, it leaves a marker that makes `Store::open` refuse the views
+/// until a rebuild finishes. `progress` is told
 /// how many events have been replayed so far. The caller holds the writer
 /// lock (`recent` is what it guards).
 pub(crate) fn rebuild(
@@ -32,7 +34,9 @@ pub(crate) fn rebuild(
         clear.delete_range_cf(db.cf(family), [].as_slice(), end.as_slice());
     }
     clear.delete_cf(db.cf(CF_META), KEY_COUNTS);
-    db.write(clear, false)?;
+    clear.put_cf(db.cf(CF_META), KEY_REBUILDING, []);
+    // Synced: once the views are being emptied, the marker is on disk.
+    db.write_synced(clear)?;
 
     let mut replayed = 0u64;
     let mut batch = Vec::with_capacity(REBUILD_BATCH);
@@ -57,8 +61,10 @@ pub(crate) fn rebuild(
     replayed += batch.len() as u64;
     progress(replayed);
     db.flush()?;
-    let mut version = WriteBatch::default();
-    version.put_cf(db.cf(CF_META), KEY_VERSION, encode(&VIEWS_VERSION));
-    db.write_synced(version)?;
+    // The unsynced replay is on disk (flushed above) before the marker goes.
+    let mut done = WriteBatch::default();
+    done.put_cf(db.cf(CF_META), KEY_VERSION, encode(&VIEWS_VERSION));
+    done.delete_cf(db.cf(CF_META), KEY_REBUILDING);
+    db.write_synced(done)?;
     Ok(replayed)
 }

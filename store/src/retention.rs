@@ -6,11 +6,11 @@ use std::sync::Mutex;
 use rocksdb::{IteratorMode, WriteBatch};
 
 use audrey_core::domain::{HumanDuration, Source, Timestamp};
-use audrey_core::rows::Deployment;
+use audrey_core::rows::{ConfigServer, Deployment};
 use audrey_core::{Event, EventData};
 
 use crate::codec::decode;
-use crate::db::{Db, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS};
+use crate::db::{Db, CF_CONFIG_SERVERS, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS};
 use crate::error::StoreError;
 use crate::keys::{dedup_key, HEARTBEAT_LOG_PREFIX};
 use crate::log::scan_log;
@@ -22,6 +22,28 @@ pub const DEFAULT_RETAIN_COMPLETED: HumanDuration = HumanDuration::from_secs(30 
 /// The default of `--prune-every`.
 pub const DEFAULT_PRUNE_EVERY: HumanDuration = HumanDuration::from_secs(10 * 60);
 
+/// How long the log keeps what.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    /// The log of a deployment completed longer ago than this is pruned.
+    pub retain_completed_seconds: f64,
+    /// A config server not heard from for this long is forgotten: its row
+    /// and its last heartbeat go.
+    pub forget_config_server_after_seconds: f64,
+}
+
+impl Retention {
+    /// Completed deployments kept for `seconds`; config servers forgotten
+    /// after the default silence.
+    pub fn completed_after(seconds: f64) -> Self {
+        Self {
+            retain_completed_seconds: seconds,
+            forget_config_server_after_seconds:
+                audrey_core::query::DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS,
+        }
+    }
+}
+
 /// What one retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -29,6 +51,8 @@ pub struct Pruned {
     pub deployments: u64,
     /// Log entries (and their dedup markers) removed.
     pub events: u64,
+    /// Config servers forgotten.
+    pub config_servers: u64,
 }
 
 /// One retention pass: drops from the log every event of deleted
@@ -37,26 +61,59 @@ pub struct Pruned {
 /// `retain_completed_seconds`, and every heartbeat but the latest of each
 /// config server. Their dedup markers go with them. The views of completed
 /// deployments stay; a later `rebuild` only knows what the log still holds.
+/// Config servers silent for longer than the forget window go entirely:
+/// their row and their last heartbeat.
 pub(crate) fn prune(
     db: &Db,
     write_lock: &Mutex<RecentInstances>,
     now: Timestamp,
-    retain_completed_seconds: f64,
+    retention: &Retention,
 ) -> Result<Pruned, StoreError> {
-    let cutoff = now.plus_seconds(-retain_completed_seconds);
-    let mut expired = Vec::new();
+    prune_with(db, write_lock, now, retention, || {})
+}
+
+/// [`prune`], with `between` run after the expired deployments are found
+/// and before the writer lock is taken: lets a test put a batch exactly
+/// there.
+pub(crate) fn prune_with(
+    db: &Db,
+    write_lock: &Mutex<RecentInstances>,
+    now: Timestamp,
+    retention: &Retention,
+    between: impl FnOnce(),
+) -> Result<Pruned, StoreError> {
+    let cutoff = now.plus_seconds(-retention.retain_completed_seconds);
+    let forget_before = now.plus_seconds(-retention.forget_config_server_after_seconds);
+    let expired_row = |row: &Deployment| {
+        let old_enough = row.last_progress.is_some_and(|t| t < cutoff);
+        row.deleted.is_some() || (row.is_completed() && old_enough)
+    };
+    // Found without the writer lock (a scan of every deployment), so
+    // checked again under it: a deployment that received an event in
+    // between may no longer be expired.
+    let mut candidates = Vec::new();
     for item in db
         .rocks
         .iterator_cf(db.cf(CF_DEPLOYMENTS), IteratorMode::Start)
     {
         let (_, value) = item?;
         let row: Deployment = decode(CF_DEPLOYMENTS, &value)?;
-        let old_enough = row.last_progress.is_some_and(|t| t < cutoff);
-        if row.deleted.is_some() || (row.is_completed() && old_enough) {
-            expired.push(row.uuid);
+        if expired_row(&row) {
+            candidates.push(row.uuid);
         }
     }
+    between();
     let _writer = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut expired = Vec::with_capacity(candidates.len());
+    for deployment in candidates {
+        let row: Option<Deployment> = db
+            .get(CF_DEPLOYMENTS, deployment.as_bytes())?
+            .map(|bytes| decode(CF_DEPLOYMENTS, &bytes))
+            .transpose()?;
+        if row.as_ref().is_some_and(expired_row) {
+            expired.push(deployment);
+        }
+    }
     let mut pruned = Pruned::default();
     for deployment in expired {
         let mut batch = WriteBatch::default();
@@ -81,13 +138,13 @@ pub(crate) fn prune(
     }
     // Heartbeats: only the latest of each source matters to the views; the
     // older ones go, with their dedup markers.
-    let mut latest: HashMap<Source, (Vec<u8>, Vec<u8>)> = HashMap::new();
+    let mut latest: HashMap<Source, (Vec<u8>, Vec<u8>, Timestamp)> = HashMap::new();
     let mut batch = WriteBatch::default();
     scan_log(db, &HEARTBEAT_LOG_PREFIX, |key, event| {
         let marker = dedup_key(event.source(), event.id());
         // Keys are in time order: the one seen before is older.
-        if let Some((older, older_marker)) =
-            latest.insert(event.source().clone(), (key.to_vec(), marker))
+        if let Some((older, older_marker, _)) =
+            latest.insert(event.source().clone(), (key.to_vec(), marker, event.time()))
         {
             batch.delete_cf(db.cf(CF_EVENTS), older);
             batch.delete_cf(db.cf(CF_DEDUP), older_marker);
@@ -95,6 +152,26 @@ pub(crate) fn prune(
         }
         Ok(true)
     })?;
+    // Silent config servers: the latest heartbeat and the row go too (a
+    // later heartbeat brings them back).
+    for (key, marker, time) in latest.into_values() {
+        if time < forget_before {
+            batch.delete_cf(db.cf(CF_EVENTS), key);
+            batch.delete_cf(db.cf(CF_DEDUP), marker);
+            pruned.events += 1;
+        }
+    }
+    for item in db
+        .rocks
+        .iterator_cf(db.cf(CF_CONFIG_SERVERS), IteratorMode::Start)
+    {
+        let (key, value) = item?;
+        let row: ConfigServer = decode(CF_CONFIG_SERVERS, &value)?;
+        if row.last_heartbeat.time < forget_before {
+            batch.delete_cf(db.cf(CF_CONFIG_SERVERS), key);
+            pruned.config_servers += 1;
+        }
+    }
     db.write_synced(batch)?;
     if pruned.events > 0 {
         db.rocks

@@ -14,12 +14,12 @@ use crate::apply::{apply_events, BatchOutcome, Loggable, Origin};
 use crate::codec::{decode, encode, VIEWS_VERSION};
 use crate::db::{Db, CF_META};
 use crate::error::StoreError;
-use crate::keys::KEY_VERSION;
+use crate::keys::{KEY_REBUILDING, KEY_VERSION};
 use crate::log::{self, HistoryPage};
 use crate::reader::Reader;
 use crate::rebuild;
 use crate::recent::RecentInstances;
-use crate::retention::{self, Pruned};
+use crate::retention::{self, Pruned, Retention};
 
 /// The embedded store: views, event log and dedup index.
 pub struct Store {
@@ -34,9 +34,15 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store in `path`. Refuses views of
-    /// another version with [`StoreError::ViewsOutdated`].
+    /// another version with [`StoreError::ViewsOutdated`], and views a
+    /// rebuild left half done with [`StoreError::RebuildUnfinished`].
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let store = Self::open_any_version(path)?;
+        if store.db.get(CF_META, KEY_REBUILDING)?.is_some() {
+            return Err(StoreError::RebuildUnfinished {
+                path: store.path.display().to_string(),
+            });
+        }
         let found = store.views_version()?;
         if found != VIEWS_VERSION {
             return Err(StoreError::ViewsOutdated {
@@ -48,7 +54,20 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens without checking the views' version (for `rebuild` and `export`).
+    /// Opens a store that must exist already, without checking its views
+    /// (`rebuild`, `export`): a mistyped directory is refused with
+    /// [`StoreError::NoStore`] rather than made into an empty store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        if !path.join("CURRENT").is_file() {
+            return Err(StoreError::NoStore {
+                path: path.display().to_string(),
+            });
+        }
+        Self::open_any_version(path)
+    }
+
+    /// Opens (creating if needed) without checking the views.
     pub fn open_any_version(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let fresh = !path.join("CURRENT").exists();
@@ -135,12 +154,20 @@ impl Store {
     }
 
     /// One retention pass over the event log ([`crate::retention`]).
-    pub fn prune(
+    pub fn prune(&self, now: Timestamp, retention: &Retention) -> Result<Pruned, StoreError> {
+        retention::prune(&self.db, &self.write_lock, now, retention)
+    }
+
+    /// [`Store::prune`] with `between` run after the expired deployments are
+    /// found and before the writer lock is taken: lets tests race it.
+    #[doc(hidden)]
+    pub fn prune_racing_for_tests(
         &self,
         now: Timestamp,
-        retain_completed_seconds: f64,
+        retention: &Retention,
+        between: impl FnOnce(),
     ) -> Result<Pruned, StoreError> {
-        retention::prune(&self.db, &self.write_lock, now, retain_completed_seconds)
+        retention::prune_with(&self.db, &self.write_lock, now, retention, between)
     }
 
     /// Flushes memtables to SST files (used before measuring disk use and

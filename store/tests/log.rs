@@ -7,7 +7,7 @@ use audrey_core::rows::Counts;
 use audrey_core::scenario::script::*;
 use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
 use audrey_core::EventType;
-use audrey_store::Store;
+use audrey_store::{Retention, Store};
 
 fn ctx() -> ReportContext {
     ReportContext::at(at(100_000))
@@ -129,7 +129,9 @@ fn retention_prunes_deleted_and_old_completed_deployments_and_old_heartbeats() {
         .uuid;
 
     // Nothing is old enough yet (events end near at(600); "now" is at(700) with 1 h retention).
-    let first = store.prune(at(700), 3600.0).unwrap();
+    let first = store
+        .prune(at(700), &Retention::completed_after(3600.0))
+        .unwrap();
     assert_eq!(first.deployments, 1, "only the deleted one");
     assert_eq!(
         store
@@ -150,7 +152,9 @@ fn retention_prunes_deleted_and_old_completed_deployments_and_old_heartbeats() {
     );
 
     // A day later the completed ones go; the incomplete ones keep their whole log.
-    let second = store.prune(at(86_400), 3600.0).unwrap();
+    let second = store
+        .prune(at(86_400), &Retention::completed_after(3600.0))
+        .unwrap();
     assert_eq!(second.deployments, completed.len() as u64);
     for d in &completed {
         assert_eq!(store.history(*d, None, 0, 10).unwrap().total, 0);
@@ -217,7 +221,12 @@ fn with_a_short_retention_the_log_stays_bounded_however_long_it_runs() {
         events.extend(cs.heartbeats(start, start.plus_seconds(600.0), 10));
         total_applied += events.len();
         store.apply_batch(&events).unwrap();
-        store.prune(start.plus_seconds(3_000.0), 60.0).unwrap();
+        store
+            .prune(
+                start.plus_seconds(3_000.0),
+                &Retention::completed_after(60.0),
+            )
+            .unwrap();
         sizes.push(store.logged_events().unwrap());
     }
     let bound = *sizes.iter().max().unwrap();
@@ -232,4 +241,74 @@ fn with_a_short_retention_the_log_stays_bounded_however_long_it_runs() {
         150,
         "the views keep every deployment"
     );
+}
+
+/// The set of expired deployments is found before the writer lock is
+/// taken: a deployment that receives an event in between is no longer
+/// expired, and keeps its log.
+#[test]
+fn a_deployment_that_progresses_while_retention_runs_keeps_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut cs = DeploymentScript::new(BLOG);
+    let mut events = blog_registered(&mut cs);
+    events.extend([
+        cs.contacted(10, MYSQL),
+        cs.provided(11, MYSQL, &["ipaddress", "hostname"]),
+        cs.started(12, MYSQL, "mysql"),
+        cs.ended(13, MYSQL, "mysql", 0),
+        cs.contacted(14, WORDPRESS),
+        cs.started(15, WORDPRESS, "http"),
+        cs.ended(16, WORDPRESS, "http", 0),
+        cs.started(17, WORDPRESS, "wordpress"),
+        cs.ended(18, WORDPRESS, "wordpress", 0),
+    ]);
+    store.apply_batch(&events).unwrap();
+    let logged = store.history(deployment(BLOG), None, 0, 100).unwrap().total;
+    // Completed at 18 s; an hour of retention; "now" two hours on: expired.
+    // While the pass runs, the agent starts wordpress again (a retry).
+    let retry = cs.started(7_000, WORDPRESS, "wordpress");
+    let pruned = store
+        .prune_racing_for_tests(at(7_200), &Retention::completed_after(3_600.0), || {
+            store.apply_batch(std::slice::from_ref(&retry)).unwrap();
+        })
+        .unwrap();
+    assert_eq!(pruned.deployments, 0);
+    assert_eq!(
+        store.history(deployment(BLOG), None, 0, 100).unwrap().total,
+        logged + 1,
+        "the whole log is kept"
+    );
+}
+
+/// Config servers silent for longer than the forget window leave the
+/// store: their row and their last heartbeat.
+#[test]
+fn silent_config_servers_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut loud = ConfigServerScript::new("/configserver/loud", 1);
+    let mut quiet = ConfigServerScript::new("/configserver/quiet", 2);
+    store
+        .apply_batch(&[
+            quiet.heartbeat(at(0), 30),
+            loud.heartbeat(at(0), 30),
+            loud.heartbeat(at(86_400 * 8), 30),
+        ])
+        .unwrap();
+    let retention = Retention {
+        retain_completed_seconds: 3_600.0,
+        forget_config_server_after_seconds: 7.0 * 86_400.0,
+    };
+    let pruned = store.prune(at(86_400 * 8 + 60), &retention).unwrap();
+    assert_eq!(pruned.config_servers, 1);
+    let rows = audrey_core::views::ViewRead::config_servers(&store.reader()).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>(),
+        vec!["/configserver/loud"]
+    );
+    let heartbeats = store
+        .history(audrey_core::DeploymentId::from_bytes([0; 16]), None, 0, 100)
+        .unwrap();
+    assert_eq!(heartbeats.total, 1, "only loud's latest heartbeat is left");
 }

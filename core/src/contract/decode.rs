@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    is_control, truncate, DeploymentId, EventId, InstanceId, Name, Source, Timestamp,
+    is_refused_char, truncate, DeploymentId, EventId, InstanceId, Name, Source, Timestamp,
 };
 
 use super::error::DecodeError;
@@ -21,6 +21,19 @@ use super::event_type::EventType;
 /// The default bound on an encoded event, in bytes. A config server never
 /// sends anything near this; a larger message is a bug or an attack.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The largest `--max-event-bytes` allowed: a batch holds up to
+/// `--batch-size` events of this size in memory at once.
+pub const MAX_EVENT_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+
+/// No event time before 2000-01-01T00:00:00Z is accepted: a config server
+/// reporting one has a broken clock, and the views would carry it forever.
+pub const EARLIEST_EVENT_TIME_SECONDS: i64 = 946_684_800;
+
+/// How far ahead of the receiving service's clock an event time may be
+/// (see [`Event::check_clock`]): a config server whose clock runs a day
+/// ahead would hide its deployments from stall detection until then.
+pub const MAX_CLOCK_AHEAD_SECONDS: f64 = 86_400.0;
 
 const MAX_REQUEST_CHARS: usize = 1024;
 const MAX_VERSION_CHARS: usize = 64;
@@ -143,6 +156,28 @@ impl Event {
                 }))
             }
         }
+    }
+}
+
+impl Event {
+    /// Refuses an event whose time is more than [`MAX_CLOCK_AHEAD_SECONDS`]
+    /// after `now`, the receiving service's clock. Applied to events as they
+    /// arrive (live and `import`), never to the log, whose events were
+    /// accepted once already.
+    pub fn check_clock(&self, now: Timestamp) -> Result<(), DecodeError> {
+        let latest = now.plus_seconds(MAX_CLOCK_AHEAD_SECONDS);
+        if self.time() <= latest {
+            return Ok(());
+        }
+        let ahead = (self.time().nanos() as f64 - now.nanos() as f64) / 1e9;
+        Err(DecodeError::InvalidField {
+            path: "time".into(),
+            problem: format!(
+                "is {:.0} s ahead of this service's clock (at most {MAX_CLOCK_AHEAD_SECONDS:.0} s): \
+                 is the config server's clock right?",
+                ahead
+            ),
+        })
     }
 }
 
@@ -351,8 +386,11 @@ impl<'a> Obj<'a> {
     /// Free text that will be shown in reports: bounded, no control characters.
     fn text(&self, key: &str, max: usize) -> Result<String, DecodeError> {
         let s = self.string(key, 1, max)?;
-        if s.chars().any(is_control) {
-            return Err(self.invalid(key, "contains a control character"));
+        if s.chars().any(is_refused_char) {
+            return Err(self.invalid(
+                key,
+                "contains a refused character (a control character, U+FFFE or U+FFFF)",
+            ));
         }
         Ok(s)
     }
@@ -388,14 +426,31 @@ impl<'a> Obj<'a> {
         InstanceId::parse(&s).map_err(|problem| self.invalid(key, &problem))
     }
 
+    /// A deployment UUID, never the nil one (the event log keeps heartbeats
+    /// under the nil UUID: a deployment there would share their range).
     fn deployment_id(&self, key: &str) -> Result<DeploymentId, DecodeError> {
         let s = self.string(key, 0, 64)?;
-        DeploymentId::parse(&s).map_err(|problem| self.invalid(key, &problem))
+        let id = DeploymentId::parse(&s).map_err(|problem| self.invalid(key, &problem))?;
+        if id == DeploymentId::from_bytes([0; 16]) {
+            return Err(self.invalid(key, "is the nil UUID, which names no deployment"));
+        }
+        Ok(id)
     }
 
+    /// An event time, not before [`EARLIEST_EVENT_TIME_SECONDS`].
     fn timestamp(&self, key: &str) -> Result<Timestamp, DecodeError> {
         let s = self.string(key, 1, 64)?;
-        Timestamp::parse_rfc3339(&s).map_err(|problem| self.invalid(key, &problem))
+        let time = Timestamp::parse_rfc3339(&s).map_err(|problem| self.invalid(key, &problem))?;
+        if time < Timestamp::from_unix_seconds(EARLIEST_EVENT_TIME_SECONDS) {
+            return Err(self.invalid(
+                key,
+                &format!(
+                    "`{}` is before 2000-01-01: is the config server's clock right?",
+                    truncate(&s)
+                ),
+            ));
+        }
+        Ok(time)
     }
 
     fn integer(&self, key: &str, min: i64, max: i64) -> Result<i64, DecodeError> {

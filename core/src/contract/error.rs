@@ -20,6 +20,8 @@ pub enum DecodeError {
     MissingField(String),
     #[error("field `{path}` {problem}")]
     InvalidField { path: String, problem: String },
+    #[error("source `{0}` is not among the trusted sources")]
+    UntrustedSource(String),
 }
 
 impl DecodeError {
@@ -32,16 +34,18 @@ impl DecodeError {
             DecodeError::UnknownType(_) => "unknown_type",
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::InvalidField { .. } => "invalid_field",
+            DecodeError::UntrustedSource(_) => "untrusted_source",
         }
     }
 
     /// Every reason label, for pre-registering metric series.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "too_large",
         "not_json",
         "not_cloudevent",
         "unknown_type",
         "missing_field",
         "invalid_field",
+        "untrusted_source",
     ];
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::text::truncate;
+use super::text::{refused_char_problem, truncate};
 
 macro_rules! uuid_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -75,7 +75,9 @@ macro_rules! text_id_newtype {
         pub struct $name(String);
 
         impl $name {
-            /// 1 to [`MAX_ID_CHARS`] characters.
+            /// 1 to [`MAX_ID_CHARS`] characters, none of them refused
+            /// (see [`super::is_refused_char`]): no NUL, so a dedup key
+            /// built as `source NUL id` is unambiguous.
             pub fn parse(text: &str) -> Result<Self, String> {
                 check_id_text(text).map(|()| Self(text.to_owned()))
             }
@@ -126,7 +128,10 @@ fn check_id_text(text: &str) -> Result<(), String> {
     if chars > MAX_ID_CHARS {
         return Err(format!("is longer than {MAX_ID_CHARS} characters"));
     }
-    Ok(())
+    match refused_char_problem(text) {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +152,10 @@ mod tests {
         assert_eq!(EventId::parse("").unwrap_err(), "is empty");
         assert!(Source::parse(&"s".repeat(255)).is_ok());
         assert!(Source::parse(&"s".repeat(256)).unwrap_err().contains("255"));
+        for refused in ["a\u{0}b", "a\u{1}", "\u{7f}", "x\u{fffe}", "\u{ffff}"] {
+            assert!(EventId::parse(refused).is_err(), "{refused:?}");
+            assert!(Source::parse(refused).is_err(), "{refused:?}");
+        }
+        assert!(Source::parse("/configserver/caf\u{e9}").is_ok());
     }
 }

@@ -10,5 +10,5 @@ mod time;
 pub use duration::HumanDuration;
 pub use ids::{DeploymentId, EventId, InstanceId, Source, MAX_ID_CHARS};
 pub use status::{ConfigServerStatus, Status};
-pub use text::{is_control, truncate, Name, MAX_NAME_CHARS};
+pub use text::{is_refused_char, refused_char_problem, truncate, Name, MAX_NAME_CHARS};
 pub use time::Timestamp;

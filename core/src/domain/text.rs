@@ -19,10 +19,23 @@ pub fn truncate(text: &str) -> String {
     }
 }
 
-/// The control characters refused in names and free text: C0 and DEL, as
-/// in `schemas/events.schema.json` (XML 1.0 cannot carry most of C0).
-pub fn is_control(c: char) -> bool {
-    c <= '\u{1f}' || c == '\u{7f}'
+/// The characters refused in every string of an event (names, ids,
+/// sources, free text), as in `schemas/events.schema.json`: the C0
+/// controls and DEL (XML 1.0 cannot carry most of C0, and none of them
+/// belongs in a name), and U+FFFE and U+FFFF, which are not characters in
+/// XML 1.0. Whatever is accepted can be written into any report.
+pub fn is_refused_char(c: char) -> bool {
+    c <= '\u{1f}' || c == '\u{7f}' || c == '\u{fffe}' || c == '\u{ffff}'
+}
+
+/// Why `text` is refused, if it holds a refused character.
+pub fn refused_char_problem(text: &str) -> Option<String> {
+    text.chars().find(|c| is_refused_char(*c)).map(|c| {
+        format!(
+            "contains the character U+{:04X}, which is refused",
+            c as u32
+        )
+    })
 }
 
 /// A service, parameter, assembly or deployment name: 1 to 255 characters,
@@ -43,8 +56,8 @@ impl Name {
                 "is {chars} characters long, more than {MAX_NAME_CHARS}"
             ));
         }
-        if let Some(c) = text.chars().find(|c| is_control(*c)) {
-            return Err(format!("contains the control character U+{:04X}", c as u32));
+        if let Some(problem) = refused_char_problem(text) {
+            return Err(problem);
         }
         if text.contains('/') {
             return Err(format!("`{}` contains `/`", truncate(text)));
@@ -82,6 +95,8 @@ mod tests {
         assert!(Name::parse("a/b").is_err());
         assert!(Name::parse("a\u{1}b").unwrap_err().contains("U+0001"));
         assert!(Name::parse("a\u{7f}b").is_err());
+        assert!(Name::parse("a\u{fffe}b").unwrap_err().contains("U+FFFE"));
+        assert!(Name::parse("a\u{ffff}").is_err());
         assert!(
             Name::parse("caf\u{e9} \u{85}").is_ok(),
             "C1 is allowed, as in the schema"

@@ -105,6 +105,8 @@ pub fn deployment_report<V: ViewRead>(
         return Ok(None);
     };
     let mut members = views.instances(&views.deployment_instances(id)?)?;
+    // Instances another deployment owns are that deployment's.
+    members.retain(|s| s.instance.deployment == id);
     members.sort_by_key(|s| s.instance.uuid);
 
     let registrations = members
@@ -143,7 +145,10 @@ pub fn deployment_report<V: ViewRead>(
     }
     let mut config_servers = Vec::new();
     for source in &d.sources {
-        config_servers.push(match views.config_server(source.as_str())? {
+        let heard = views
+            .config_server(source.as_str())?
+            .filter(|row| !ctx.forgets(row.last_heartbeat.time));
+        config_servers.push(match heard {
             Some(row) => ConfigServerState::of(&row, ctx),
             None => ConfigServerState {
                 source: source.clone(),
@@ -227,7 +232,7 @@ pub fn service_report<V: ViewRead>(
     service_of(service, &mut SourceCache::new(views)).map(Some)
 }
 
-/// Every known config server and whether it is running.
+/// Every config server heard from lately, and whether it is running.
 pub fn config_servers<V: ViewRead>(
     views: &V,
     ctx: &ReportContext,
@@ -235,6 +240,7 @@ pub fn config_servers<V: ViewRead>(
     Ok(views
         .config_servers()?
         .iter()
+        .filter(|row| !ctx.forgets(row.last_heartbeat.time))
         .map(|row| ConfigServerState::of(row, ctx))
         .collect())
 }

@@ -18,6 +18,10 @@ pub struct ReportContext {
     /// A config server is down after this many announced intervals without
     /// a heartbeat.
     pub heartbeat_tolerance: f64,
+    /// A config server not heard from for this long is forgotten: it
+    /// leaves the reports and the metrics (sources come from the network,
+    /// so their number must not grow forever).
+    pub forget_config_server_after_seconds: f64,
 }
 
 /// The default of `--stall-after`: an incomplete deployment without
@@ -26,6 +30,8 @@ pub const DEFAULT_STALL_AFTER_SECONDS: f64 = 15.0 * 60.0;
 /// The default of `--heartbeat-tolerance`: a config server is down after
 /// three missed heartbeats.
 pub const DEFAULT_HEARTBEAT_TOLERANCE: f64 = 3.0;
+/// The default of `--forget-config-server-after`: a week of silence.
+pub const DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS: f64 = 7.0 * 86_400.0;
 
 impl ReportContext {
     /// At `now`, with the default thresholds.
@@ -34,7 +40,16 @@ impl ReportContext {
             now,
             stall_after_seconds: DEFAULT_STALL_AFTER_SECONDS,
             heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+            forget_config_server_after_seconds: DEFAULT_FORGET_CONFIG_SERVER_AFTER_SECONDS,
         }
+    }
+
+    /// Whether a config server last heard at `last_heartbeat` is forgotten.
+    pub fn forgets(&self, last_heartbeat: Timestamp) -> bool {
+        last_heartbeat
+            < self
+                .now
+                .plus_seconds(-self.forget_config_server_after_seconds)
     }
 }
 

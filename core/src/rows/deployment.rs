@@ -17,6 +17,10 @@ pub struct DeploymentRegistration {
     pub expected: u32,
 }
 
+/// The most config servers a deployment row names: a deployment is
+/// handled by one or two; beyond this, the row only says there are more.
+pub const MAX_SOURCES: usize = 16;
+
 /// One deployment.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Deployment {
@@ -29,8 +33,15 @@ pub struct Deployment {
     pub deleted: Option<Timestamp>,
     /// The latest event time of any event of this deployment.
     pub last_progress: Option<Timestamp>,
-    /// The config servers that reported on this deployment.
+    /// The earliest event time of any event of this deployment: its age,
+    /// and where its durations start.
+    pub first_event: Option<Timestamp>,
+    /// The config servers that reported on this deployment: the first
+    /// [`MAX_SOURCES`] by name (so the set does not depend on the order
+    /// they were heard in).
     pub sources: BTreeSet<Source>,
+    /// Set when more config servers than [`MAX_SOURCES`] reported.
+    pub more_sources: bool,
     /// Sum of the [`Instance::tally`] of its instances.
     pub tally: Tally,
 }
@@ -43,8 +54,23 @@ impl Deployment {
             registration: None,
             deleted: None,
             last_progress: None,
+            first_event: None,
             sources: BTreeSet::new(),
+            more_sources: false,
             tally: Tally::default(),
+        }
+    }
+
+    /// Notes that `source` reported on this deployment, keeping the set
+    /// bounded: a network peer inventing sources cannot grow the row.
+    pub fn add_source(&mut self, source: &Source) {
+        if self.sources.contains(source) {
+            return;
+        }
+        self.sources.insert(source.clone());
+        if self.sources.len() > MAX_SOURCES {
+            self.sources.pop_last();
+            self.more_sources = true;
         }
     }
 

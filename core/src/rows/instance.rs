@@ -20,11 +20,18 @@ pub struct InstanceRegistration {
     pub services: Vec<Name>,
 }
 
-/// One instance (its services are in its [`InstanceState`]).
+/// One deployment's claim on an instance UUID (its services are in its
+/// [`InstanceState`]). Normally an instance has one claim, its
+/// deployment's; see [`InstanceState::other_claims`] for the rest.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Instance {
     pub uuid: InstanceId,
     pub deployment: DeploymentId,
+    /// The earliest event of this deployment that named the instance: with
+    /// `first_registered`, what decides which claim owns the instance.
+    pub claimed: Option<Stamp>,
+    /// The earliest registration (the latest is `registration`).
+    pub first_registered: Option<Stamp>,
     pub registration: Option<InstanceRegistration>,
     /// Listed by the deployment's latest `deployment.registered`.
     pub expected: bool,
@@ -39,6 +46,10 @@ pub struct Instance {
     /// instance provides. Kept here, on the source, so that providing a
     /// parameter resolves its waiters without reading them.
     pub dependents: BTreeMap<Awaited, u32>,
+    /// The same references, counted by the deployment they come from: an
+    /// instance that no deployment names but that references wait on is a
+    /// stub in the first of these deployments (by UUID).
+    pub waiting_deployments: BTreeMap<DeploymentId, u32>,
     /// Derived: worst of the configured services (see [`crate::projection`]).
     pub status: Status,
     /// Derived: when the instance completed, once it has.
@@ -50,6 +61,8 @@ impl Instance {
         Self {
             uuid,
             deployment,
+            claimed: None,
+            first_registered: None,
             registration: None,
             expected: false,
             first_contacted: None,
@@ -57,6 +70,7 @@ impl Instance {
             provided: BTreeMap::new(),
             ended_services: BTreeSet::new(),
             dependents: BTreeMap::new(),
+            waiting_deployments: BTreeMap::new(),
             status: Status::Incomplete,
             completed: None,
         }
@@ -140,10 +154,18 @@ impl Service {
 }
 
 /// An instance with all its service rows: the unit the projection works on.
+/// Its `instance` and `services` are the owning deployment's claim.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct InstanceState {
     pub instance: Instance,
     pub services: BTreeMap<Name, Service>,
+    /// Other deployments' claims on the same UUID (each with no claims of
+    /// its own), by deployment. UUIDs are unique, so this is a
+    /// misconfiguration; the facts are kept so that which deployment owns
+    /// the instance does not depend on the order events arrive in (see
+    /// [`InstanceState::settle_ownership`]). They show in no report and
+    /// count in no tally.
+    pub other_claims: Vec<InstanceState>,
 }
 
 impl InstanceState {
@@ -151,7 +173,148 @@ impl InstanceState {
         Self {
             instance: Instance::new(uuid, deployment),
             services: BTreeMap::new(),
+            other_claims: Vec::new(),
         }
+    }
+
+    /// Which of two claims owns the instance (lesser wins): one with facts
+    /// before a stub, then the earliest registered, then, while none is
+    /// registered, the earliest named, then the lesser deployment UUID. It
+    /// depends on the claims' facts only, never on which arrived first.
+    fn ownership_key(&self) -> (bool, bool, bool, Option<Stamp>, DeploymentId) {
+        let i = &self.instance;
+        (
+            !self.has_facts(),
+            i.first_registered.is_none(),
+            i.claimed.is_none(),
+            i.first_registered.or(i.claimed),
+            i.deployment,
+        )
+    }
+
+    /// Whether this claim holds a fact of its own: an event of its
+    /// deployment named the instance, or its deployment expects it. A claim
+    /// without is a stub, there only because references wait on an
+    /// instance no deployment has named.
+    pub fn has_facts(&self) -> bool {
+        let i = &self.instance;
+        i.claimed.is_some()
+            || i.first_registered.is_some()
+            || i.registration.is_some()
+            || i.expected
+            || i.first_contacted.is_some()
+            || !i.provided.is_empty()
+            || !i.ended_services.is_empty()
+            || !self.services.is_empty()
+    }
+
+    /// No deployment claims the instance and no reference waits on it: its
+    /// row goes.
+    pub fn is_forgotten(&self) -> bool {
+        !self.has_facts() && self.other_claims.is_empty() && self.instance.dependents.is_empty()
+    }
+
+    /// Moves what waits on the instance (the references, by what they
+    /// await and by the deployment they come from) from `from` to `self`.
+    fn take_waiters(&mut self, from: &mut InstanceState) {
+        self.instance.dependents = std::mem::take(&mut from.instance.dependents);
+        self.instance.waiting_deployments = std::mem::take(&mut from.instance.waiting_deployments);
+    }
+
+    /// Every deployment that claims this UUID, the owner first.
+    pub fn claim_deployments(&self) -> impl Iterator<Item = DeploymentId> + '_ {
+        std::iter::once(self.instance.deployment)
+            .chain(self.other_claims.iter().map(|c| c.instance.deployment))
+    }
+
+    /// `deployment`'s claim (the owner's or another), made if missing.
+    pub fn claim_mut(&mut self, deployment: DeploymentId) -> &mut InstanceState {
+        if self.instance.deployment == deployment {
+            return self;
+        }
+        let at = match self
+            .other_claims
+            .binary_search_by_key(&deployment, |c| c.instance.deployment)
+        {
+            Ok(at) => at,
+            Err(at) => {
+                let claim = InstanceState::new(self.instance.uuid, deployment);
+                self.other_claims.insert(at, claim);
+                at
+            }
+        };
+        &mut self.other_claims[at]
+    }
+
+    /// `deployment`'s claim, if it has one.
+    pub fn claim(&self, deployment: DeploymentId) -> Option<&InstanceState> {
+        if self.instance.deployment == deployment {
+            return Some(self);
+        }
+        self.other_claims
+            .iter()
+            .find(|c| c.instance.deployment == deployment)
+    }
+
+    /// Makes the claim that should own the instance its owner. The
+    /// references waiting on the instance (`dependents`) belong to the
+    /// instance, not to a claim: they move to the new owner.
+    /// A claim without facts that does not own the instance is nothing, and
+    /// a stub owner lives in the first deployment whose references wait on
+    /// it (so that neither depends on the order of events).
+    pub fn settle_ownership(&mut self) {
+        self.take_ownership_from_the_best_claim();
+        self.other_claims.retain(InstanceState::has_facts);
+        if !self.has_facts() {
+            if let Some(first) = self.instance.waiting_deployments.keys().next() {
+                self.instance.deployment = *first;
+            }
+        }
+    }
+
+    fn take_ownership_from_the_best_claim(&mut self) {
+        let best = self
+            .other_claims
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ownership_key() < self.ownership_key())
+            .min_by_key(|(_, c)| c.ownership_key())
+            .map(|(at, _)| at);
+        let Some(at) = best else { return };
+        let mut owner = self.other_claims.remove(at);
+        std::mem::swap(&mut owner.instance, &mut self.instance);
+        std::mem::swap(&mut owner.services, &mut self.services);
+        self.take_waiters(&mut owner);
+        let at = self
+            .other_claims
+            .binary_search_by_key(&owner.instance.deployment, |c| c.instance.deployment)
+            .unwrap_or_else(|at| at);
+        self.other_claims.insert(at, owner);
+    }
+
+    /// Removes `deployment`'s claim. When it owned the instance, the next
+    /// claim in line takes it over (with the waiting references), or, with
+    /// none left, a stub keeps the references; `None` when nothing is left.
+    pub fn without_claim(mut self, deployment: DeploymentId) -> Option<InstanceState> {
+        if self.instance.deployment != deployment {
+            self.other_claims
+                .retain(|c| c.instance.deployment != deployment);
+            return Some(self);
+        }
+        let next = self
+            .other_claims
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.ownership_key())
+            .map(|(at, _)| at);
+        let mut owner = match next {
+            Some(at) => self.other_claims.remove(at),
+            None => InstanceState::new(self.instance.uuid, deployment),
+        };
+        owner.take_waiters(&mut self);
+        owner.other_claims = std::mem::take(&mut self.other_claims);
+        owner.settle_ownership();
+        (!owner.is_forgotten()).then_some(owner)
     }
 
     /// The services a report shows: the configured ones in config order,

@@ -16,6 +16,6 @@ pub mod stamp;
 
 pub use config_server::ConfigServer;
 pub use counts::{Counts, StatusCounts, Tally};
-pub use deployment::{Deployment, DeploymentRegistration};
+pub use deployment::{Deployment, DeploymentRegistration, MAX_SOURCES};
 pub use instance::{Instance, InstanceRegistration, InstanceState, Service};
 pub use stamp::{fnv1a, stable_hash, Stamp};

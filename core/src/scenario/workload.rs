@@ -174,7 +174,7 @@ impl Summary {
         let ctx = ReportContext {
             now,
             stall_after_seconds: stall_after.as_secs_f64(),
-            heartbeat_tolerance: DEFAULT_HEARTBEAT_TOLERANCE,
+            ..ReportContext::at(now)
         };
         let Ok(now_incomplete) = query::incomplete_deployments(views, &ctx);
         let (incomplete, stalled_now) = (now_incomplete.last_progress, now_incomplete.stalled);

@@ -35,6 +35,52 @@ pub fn recount(views: &MemoryViews) -> Counts {
     counts
 }
 
+/// What must hold of any views, whatever events made them: an instance's
+/// claims are one per deployment, the owner's among them; a claim that
+/// does not own the instance holds facts of its own; nothing belongs to a
+/// deleted deployment.
+pub fn assert_well_formed(views: &MemoryViews) {
+    for (id, state) in &views.instances {
+        let claims: Vec<_> = state.claim_deployments().collect();
+        let mut unique = claims.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            claims.len(),
+            "{id}: a deployment claims it twice"
+        );
+        assert!(
+            state
+                .other_claims
+                .windows(2)
+                .all(|w| w[0].instance.deployment < w[1].instance.deployment),
+            "{id}: other claims out of order"
+        );
+        assert!(
+            state.other_claims.iter().all(|c| c.has_facts()),
+            "{id}: an empty claim"
+        );
+        for deployment in claims {
+            assert!(
+                views
+                    .deployments
+                    .get(&deployment)
+                    .is_none_or(|d| d.deleted.is_none()),
+                "{id}: claimed by deleted deployment {deployment}"
+            );
+        }
+    }
+    for d in views.deployments.values().filter(|d| d.deleted.is_some()) {
+        assert_eq!(
+            d.tally,
+            Default::default(),
+            "deleted {} keeps a tally",
+            d.uuid
+        );
+    }
+}
+
 pub fn status_counts(success: i64, incomplete: i64, error: i64) -> StatusCounts {
     StatusCounts {
         success,
