@@ -10,6 +10,10 @@ use audrey_consumer::ingest::{DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH};
 use audrey_consumer::topology::{
     DEFAULT_DEAD_LETTER_EXCHANGE, DEFAULT_DEAD_LETTER_QUEUE, DEFAULT_EXCHANGE, DEFAULT_QUEUE,
 };
+
+/// `--replica-queue-expires`'s default, as the command line shows it.
+const DEFAULT_REPLICA_QUEUE_EXPIRES: HumanDuration =
+    HumanDuration(audrey_consumer::topology::DEFAULT_REPLICA_QUEUE_EXPIRES);
 use audrey_core::contract::{SourcePattern, DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_LIMIT};
 use audrey_core::domain::HumanDuration;
 use audrey_core::query::{
@@ -55,7 +59,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume events from RabbitMQ into the views and serve reports and metrics.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Recompute every view from the event log (after an upgrade changed the projection).
     Rebuild(DataArgs),
     /// Write the accepted event log as JSON Lines, one CloudEvent per line.
@@ -77,14 +81,18 @@ pub struct DataArgs {
 /// The broker, and the exchange events are published to.
 #[derive(Debug, Args, Clone)]
 pub struct BrokerArgs {
-    /// Broker URL; amqps:// for TLS. The password is never logged.
+    /// Broker URL; amqps:// for TLS. The password is never logged. A
+    /// RabbitMQ cluster: one URL per node (repeat the flag, or separate with
+    /// commas; percent-encode a comma in a password as %2C): the first that
+    /// answers is used, and another when its node dies.
     #[arg(
         long,
         env = "AUDREY_AMQP_URL",
         hide_env_values = true,
-        default_value = DEFAULT_AMQP_URL
+        default_value = DEFAULT_AMQP_URL,
+        value_delimiter = ','
     )]
-    pub amqp_url: String,
+    pub amqp_url: Vec<String>,
     /// PEM file of the CA that signed the broker's certificate (amqps://), when
     /// it is not in the system's trust store.
     #[arg(long, env = "AUDREY_AMQP_CA_FILE")]
@@ -96,7 +104,8 @@ pub struct BrokerArgs {
 
 impl BrokerArgs {
     pub fn broker(&self) -> audrey_consumer::Broker {
-        audrey_consumer::Broker::new(&self.amqp_url).with_ca_file(self.amqp_ca_file.as_deref())
+        audrey_consumer::Broker::cluster(self.amqp_url.clone())
+            .with_ca_file(self.amqp_ca_file.as_deref())
     }
 }
 
@@ -120,15 +129,36 @@ pub struct QueueArgs {
         default_value = DEFAULT_DEAD_LETTER_QUEUE
     )]
     pub dead_letter_queue: String,
+    /// Run as replica NAME of several (letters, digits, `-`, `_`): a queue
+    /// of its own (`<queue>.NAME`) gets every event, and invalid messages are
+    /// dead-lettered once by whichever replica is up (README, "Running
+    /// several replicas").
+    #[arg(long, env = "AUDREY_REPLICA", value_parser = parse_replica_name)]
+    pub replica: Option<String>,
+    /// A replica's queue unused for this long is deleted by the broker: a
+    /// replica away longer starts again from a peer (`--bootstrap-from`).
+    #[arg(long, env = "AUDREY_REPLICA_QUEUE_EXPIRES", default_value_t = DEFAULT_REPLICA_QUEUE_EXPIRES, value_parser = parse_at_least_a_second)]
+    pub replica_queue_expires: HumanDuration,
 }
 
 impl QueueArgs {
     pub fn topology(&self, broker: &BrokerArgs) -> audrey_consumer::Topology {
-        audrey_consumer::Topology {
+        let topology = audrey_consumer::Topology {
             exchange: broker.exchange.clone(),
             queue: self.queue.clone(),
             dead_letter_exchange: self.dead_letter_exchange.clone(),
             dead_letter_queue: self.dead_letter_queue.clone(),
+            replica: None,
+        };
+        match &self.replica {
+            Some(name) => {
+                let mut topology = topology.replica(name);
+                if let Some(replica) = &mut topology.replica {
+                    replica.queue_expires = self.replica_queue_expires.0;
+                }
+                topology
+            }
+            None => topology,
         }
     }
 }
@@ -182,6 +212,11 @@ pub struct ServeArgs {
     /// the metrics, and its row and last heartbeat leave the store.
     #[arg(long, env = "AUDREY_FORGET_CONFIG_SERVER_AFTER", default_value_t = DEFAULT_FORGET_CONFIG_SERVER_AFTER, value_parser = parse_at_least_a_second)]
     pub forget_config_server_after: HumanDuration,
+    /// A replica whose store is empty, or whose queue the broker deleted
+    /// while it was away, starts from a checkpoint of this peer's store
+    /// (its base URL, e.g. http://replica-1:8080; the same --api-token).
+    #[arg(long, env = "AUDREY_BOOTSTRAP_FROM", requires = "replica")]
+    pub bootstrap_from: Option<String>,
     /// When set, /reports/* requires `Authorization: Bearer <token>`.
     #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -271,6 +306,19 @@ pub struct SimulateArgs {
     pub stall_after: HumanDuration,
 }
 
+/// A replica's name: part of a queue name, so letters, digits, `-`, `_`.
+pub fn parse_replica_name(text: &str) -> Result<String, String> {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if text.is_empty() || text.len() > 64 || !plain {
+        return Err(format!(
+            "`{text}` is not a replica name (1 to 64 letters, digits, `-` or `_`)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// A probability: a number from 0 to 1.
 pub fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -318,8 +366,8 @@ mod tests {
             Ok(Cli {
                 command: Command::Serve(args),
                 ..
-            }) => Ok(args),
-            Ok(_) => unreachable!("the serve subcommand was asked for"),
+            }) => Ok(*args),
+            Ok(_) => Err("not the serve subcommand".into()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -1,14 +1,17 @@
 //! `audrey-reporting`: wires the crates together and reports how each task
 //! ended. Behaviour lives in the crates:
 //!
-//! - `audrey-views` (`views/`): events, projection, RocksDB store, queries;
+//! - `audrey-core` (`core/`): the event contract, projection, queries;
+//! - `audrey-store` (`store/`): the RocksDB store;
 //! - `audrey-consumer` (`consumer/`): AMQP ingestion and the publisher;
-//! - `audrey-api` (`api/`): XML/JSON reports, health, metrics.
+//! - `audrey-api` (`api/`): XML/JSON reports, health, metrics, replication.
 //!
-//! Here: [`cli`] (the command line), [`serve`] (the service), [`tools`]
-//! (rebuild, export, import), [`logging`].
+//! Here: [`cli`] (the command line), [`serve`] (the service, and
+//! [`bootstrap`], how a replica starts from a peer), [`tools`] (rebuild,
+//! export, import), [`simulate`], [`logging`].
 #![forbid(unsafe_code)]
 
+mod bootstrap;
 mod cli;
 mod logging;
 mod serve;
@@ -38,7 +41,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Rebuild(args) => tools::rebuild(&args),
         Command::Export(args) => tools::export(&args),
         Command::Import(args) => tools::import(&args),

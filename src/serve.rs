@@ -10,6 +10,7 @@ use audrey_api::{ApiSettings, ApiState, Metrics};
 use audrey_consumer::{AppliedBatch, IngestConfig, Observer};
 use audrey_store::{Retention, Store};
 
+use crate::bootstrap;
 use crate::cli::ServeArgs;
 
 /// Feeds what the consumer does into the API's metrics and readiness.
@@ -35,9 +36,31 @@ impl Observer for ConsumerReports {
     fn dead_lettered(&self, reason: &'static str) {
         self.0.metrics.dead_lettered(reason);
     }
+
+    fn refused(&self, reason: &'static str) {
+        self.0.metrics.refused(reason);
+    }
+
+    fn barrier_passed(&self, id: &str) {
+        self.0.replication.barrier_passed(id);
+    }
+
+    fn waiting(&self, messages: u32) {
+        self.0.replication.set_waiting(messages);
+        self.0.metrics.set_waiting(messages);
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let broker = args.broker.broker();
+    let topology = args.queues.topology(&args.broker);
+    if topology.replica.is_some() {
+        let started = tokio::select! {
+            started = start_replica(&args, &broker, &topology) => started,
+            _ = wait_for_signal() => return Ok(()),
+        };
+        started?;
+    }
     let data_dir = args.data.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?
@@ -76,8 +99,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let consumer = tokio::spawn(audrey_consumer::run(
         IngestConfig {
-            broker: args.broker.broker(),
-            topology: args.queues.topology(&args.broker),
+            broker,
+            topology,
             prefetch: args.prefetch,
             batch_size: args.batch_size as usize,
             checks: audrey_consumer::delivery::Checks {
@@ -110,6 +133,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     consumed.context("the consumer failed")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Before a replica opens its store: whether it missed events (its store
+/// is empty, or its queue is gone), and if so, its store from a peer.
+async fn start_replica(
+    args: &ServeArgs,
+    broker: &audrey_consumer::Broker,
+    topology: &audrey_consumer::Topology,
+) -> anyhow::Result<()> {
+    let data_dir = &args.data.data_dir;
+    let need = loop {
+        match bootstrap::need(broker, topology, data_dir).await {
+            Ok(need) => break need,
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "waiting for the broker");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    };
+    match (need, &args.bootstrap_from) {
+        (Some(_), Some(peer)) => {
+            bootstrap::from_peer(broker, topology, peer, args.api_token.as_deref(), data_dir).await
+        }
+        (Some(bootstrap::Need::Gap), None) => anyhow::bail!(
+            "this replica's queue {} is gone (deleted by the broker after --replica-queue-expires \
+             unused, or lost with it): the events published meanwhile are missing from its views. \
+             Start it with --bootstrap-from <a running replica's URL>",
+            topology.queue
+        ),
+        (Some(bootstrap::Need::Empty), None) => {
+            info!("a new replica with an empty store: starting from its own queue only (give --bootstrap-from to start from a peer's views)");
+            Ok(())
+        }
+        (None, _) => Ok(()),
+    }
 }
 
 async fn wait_for_signal() {

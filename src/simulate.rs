@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing::info;
 
-use audrey_consumer::{redact_url, Publisher, Topology};
+use audrey_consumer::{Publisher, Topology};
 use audrey_core::memory::MemoryViews;
 use audrey_core::scenario::workload::{plan, FreshIds, PlanSettings, Planned, Summary};
 use audrey_core::{Event, Timestamp};
@@ -193,7 +193,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         rate: args.rate,
     };
 
-    let url = redact_url(&args.broker.amqp_url);
+    let url = args.broker.broker().redacted();
     // A publisher needs the exchange alone.
     let topology = Topology {
         exchange: args.broker.exchange.clone(),

@@ -57,7 +57,7 @@ fn a_long_simulated_run_with_short_retention_keeps_the_log_bounded() {
                 "20000",
             ])
             .args(["--seed", &round.to_string()])
-            .args(["--exchange", &topology.exchange, "--queue", &topology.queue])
+            .args(["--exchange", &topology.exchange])
             .output()
             .unwrap();
         assert!(

@@ -8,7 +8,7 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use audrey_core::query::{self, DeploymentFilter};
 use audrey_core::rows::fnv1a;
-use audrey_core::Status;
+use audrey_core::{Status, Timestamp};
 use audrey_store::StoreError;
 
 use crate::routes::{Route, RouteError};
@@ -58,12 +58,25 @@ impl From<StoreError> for ApiError {
 }
 
 /// The answer before HTTP framing.
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
-    /// Reports get an ETag and may answer 304.
-    cacheable: bool,
+    /// Reports get an ETag (of their content, the freshness watermark
+    /// aside) and may answer 304.
+    etag: Option<String>,
+}
+
+impl Answer {
+    /// A 200 that is not a report (no ETag).
+    fn plain(content_type: &'static str, body: Vec<u8>) -> Self {
+        Answer {
+            status: StatusCode::OK,
+            content_type,
+            body,
+            etag: None,
+        }
+    }
 }
 
 pub async fn handle(
@@ -82,7 +95,7 @@ pub async fn handle(
                 status: e.status,
                 content_type: XML,
                 body: xml::error(e.status.as_u16(), &e.message),
-                cacheable: false,
+                etag: None,
             },
         ),
     };
@@ -148,6 +161,20 @@ async fn answer(
     } else {
         negotiate(headers).map_err(fail)?
     };
+    match &route {
+        Route::Checkpoint => {
+            return checkpoint(query, state)
+                .await
+                .map(|a| (label, a))
+                .map_err(fail)
+        }
+        Route::CheckpointFile(name, file) => {
+            return checkpoint_file(name, file, query, state)
+                .map(|a| (label, a))
+                .map_err(fail)
+        }
+        _ => {}
+    }
     let inline = match route {
         Route::Deployment(id) => is_small(state, id),
         _ => route.reads_a_few_rows(),
@@ -193,21 +220,21 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
     let ctx = state.report_context();
     let store = &state.store;
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
-    // Only the representation asked for is rendered.
+    // Read before the report: a report is at least as fresh as its as-of.
+    let as_of = store.reader().as_of()?;
+    // Only the representation asked for is rendered. The ETag is of the
+    // content: the watermark, added after, moves with every event anywhere.
     let report = |body_xml: &dyn Fn() -> Vec<u8>, json: &dyn erased::Json| -> Answer {
-        match format {
-            Format::Xml => Answer {
-                status: StatusCode::OK,
-                content_type: XML,
-                body: body_xml(),
-                cacheable: true,
-            },
-            Format::Json => Answer {
-                status: StatusCode::OK,
-                content_type: JSON,
-                body: json.to_json(),
-                cacheable: true,
-            },
+        let (content_type, body) = match format {
+            Format::Xml => (XML, body_xml()),
+            Format::Json => (JSON, json.to_json()),
+        };
+        let etag = format!("\"{:016x}\"", fnv1a(body.iter().copied()));
+        Answer {
+            status: StatusCode::OK,
+            content_type,
+            body: with_as_of(body, format, as_of),
+            etag: Some(etag),
         }
     };
     match route {
@@ -284,38 +311,213 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             ))
         }
         Route::Health => {
+            let max_lag = health_max_lag(query)?;
             let rocksdb_open = store.views_version().is_ok();
             let amqp = state.amqp_connected();
-            let ready = rocksdb_open && amqp;
+            let waiting = state.replication.waiting();
+            let lag = crate::replication::lag_seconds(waiting, as_of, ctx.now);
+            let caught_up = max_lag.is_none_or(|max| lag <= max);
+            let ready = rocksdb_open && amqp && caught_up;
             let status = if ready {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
+            let health = xml::Health {
+                ready,
+                rocksdb_open,
+                amqp_connected: amqp,
+                as_of,
+                waiting,
+                lag_seconds: lag,
+            };
             let body = match format {
-                Format::Xml => xml::health(ready, rocksdb_open, amqp),
-                Format::Json => serde_json::to_vec(&serde_json::json!({
-                    "status": if ready { "ready" } else { "not-ready" },
-                    "rocksdb": if rocksdb_open { "open" } else { "closed" },
-                    "amqp": if amqp { "connected" } else { "disconnected" },
-                }))
-                .expect("JSON"),
+                Format::Xml => xml::health(&health),
+                Format::Json => serde_json::to_vec(&health).expect("JSON"),
             };
             let content_type = if format == Format::Xml { XML } else { JSON };
             Ok(Answer {
                 status,
                 content_type,
                 body,
-                cacheable: false,
+                etag: None,
             })
         }
-        Route::Metrics => Ok(Answer {
-            status: StatusCode::OK,
-            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: state.metrics.scrape(store, &ctx)?.into_bytes(),
-            cacheable: false,
-        }),
+        Route::Metrics => Ok(Answer::plain(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.scrape(store, &ctx)?.into_bytes(),
+        )),
+        Route::Checkpoint | Route::CheckpointFile(..) => {
+            unreachable!("answered before: they wait or stream")
+        }
     }
+}
+
+/// Puts the freshness watermark in a rendered report: the `as-of`
+/// attribute of the XML root element, or the `as_of` key of the JSON
+/// object. Nothing when no event was applied yet.
+fn with_as_of(body: Vec<u8>, format: Format, as_of: Option<Timestamp>) -> Vec<u8> {
+    let Some(as_of) = as_of else { return body };
+    let as_of = as_of.to_rfc3339();
+    let (at, insert) = match format {
+        Format::Json => {
+            let empty = body.starts_with(b"{}");
+            let insert = if empty {
+                format!("\"as_of\":\"{as_of}\"")
+            } else {
+                format!("\"as_of\":\"{as_of}\",")
+            };
+            (body.iter().position(|b| *b == b'{').map(|p| p + 1), insert)
+        }
+        Format::Xml => {
+            // The root element follows the declaration; its start tag ends
+            // at its first `>` (attribute values escape `>`), or `/>`.
+            let root = body.windows(2).position(|w| w == b"?>").and_then(|decl| {
+                body[decl + 2..]
+                    .iter()
+                    .position(|b| *b == b'<')
+                    .map(|p| decl + 2 + p)
+            });
+            let end = root.and_then(|r| body[r..].iter().position(|b| *b == b'>').map(|p| r + p));
+            let end = end.map(|e| if body[e - 1] == b'/' { e - 1 } else { e });
+            (end, format!(" as-of=\"{as_of}\""))
+        }
+    };
+    let Some(at) = at else { return body };
+    let mut out = Vec::with_capacity(body.len() + insert.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(insert.as_bytes());
+    out.extend_from_slice(&body[at..]);
+    out
+}
+
+/// `?max-lag=5s` on `/health`: how far behind the service may be and still
+/// answer ready.
+fn health_max_lag(query: &str) -> Result<Option<f64>, ApiError> {
+    let mut max = None;
+    for (key, value) in form_pairs(query) {
+        match key.as_str() {
+            "max-lag" => {
+                let lag: audrey_core::domain::HumanDuration = value
+                    .parse()
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("max-lag: {e}")))?;
+                max = Some(lag.as_secs_f64());
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter `{other}` (expected max-lag)"),
+                ))
+            }
+        }
+    }
+    Ok(max)
+}
+
+/// The key-value pairs of a query string, percent-decoded.
+fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(k), decode(v))
+    })
+}
+
+/// How long a checkpoint request waits for its barrier to pass.
+const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `/replication/checkpoint?barrier=ID`: waits until the barrier has
+/// passed this replica's queue (so the store holds every event published
+/// before the asking replica's queue existed), then checkpoints the store
+/// and lists the checkpoint's files.
+async fn checkpoint(query: &str, state: &Arc<ApiState>) -> Result<Answer, ApiError> {
+    let mut barrier = None;
+    for (key, value) in form_pairs(query) {
+        match key.as_str() {
+            "barrier" if crate::replication::is_plain_name(&value) => barrier = Some(value),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "expected barrier=ID (letters, digits, `.`, `_`, `-`)",
+                ))
+            }
+        }
+    }
+    let barrier = barrier
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "a checkpoint needs barrier=ID"))?;
+    if !state
+        .replication
+        .wait_for_barrier(&barrier, BARRIER_WAIT)
+        .await
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "barrier {barrier} has not reached this replica (is it a replica, and consuming?)"
+            ),
+        ));
+    }
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        let root = crate::replication::checkpoints_dir(state.store.path());
+        crate::replication::remove_old_checkpoints(&root);
+        let name = crate::replication::new_checkpoint_name();
+        let dir = root.join(&name);
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "checkpoint failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the checkpoint failed")
+        };
+        std::fs::create_dir_all(&root).map_err(|e| failed(&e))?;
+        state.store.checkpoint(&dir).map_err(|e| failed(&e))?;
+        let manifest = crate::replication::manifest(&name, &dir).map_err(|e| failed(&e))?;
+        Ok(Answer::plain(
+            JSON,
+            serde_json::to_vec(&manifest).expect("JSON"),
+        ))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the checkpoint failed",
+        ))
+    })
+}
+
+/// `/replication/checkpoint/{name}/{file}?offset=N`: the next chunk of a
+/// checkpoint file (empty at its end).
+fn checkpoint_file(
+    name: &str,
+    file: &str,
+    query: &str,
+    state: &ApiState,
+) -> Result<Answer, ApiError> {
+    let mut offset = 0;
+    for (key, value) in form_pairs(query) {
+        match (key.as_str(), value.parse::<u64>()) {
+            ("offset", Ok(n)) => offset = n,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "expected offset=N (bytes)",
+                ))
+            }
+        }
+    }
+    let path = crate::replication::checkpoints_dir(state.store.path())
+        .join(name)
+        .join(file);
+    let chunk = crate::replication::read_chunk(&path, offset).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no checkpoint file {name}/{file}"),
+        )
+    })?;
+    Ok(Answer::plain("application/octet-stream", chunk))
 }
 
 /// Lets `run` hand any report to the JSON encoder.
@@ -486,8 +688,7 @@ fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::R
             "Bearer realm=\"audrey-reporting\"",
         );
     }
-    if answer.cacheable && status == StatusCode::OK {
-        let etag = format!("\"{:016x}\"", fnv1a(body.iter().copied()));
+    if let Some(etag) = answer.etag.filter(|_| status == StatusCode::OK) {
         let matches = headers
             .get_all(header::IF_NONE_MATCH)
             .iter()

@@ -7,6 +7,8 @@
 //!   threads), ETag/304, metrics.
 //! - [`xml`]: the XML documents, element names of the original Audrey.
 //! - [`metrics`]: `/metrics`, pipeline counters and view counts.
+//! - [`replication`]: what a replica serves its peers (how far behind it
+//!   is, barriers, checkpoints of its store).
 //!
 //! It reads the views through `audrey_core::query` and knows nothing of
 //! AMQP: the binary tells it whether the consumer is connected.
@@ -14,6 +16,7 @@
 
 pub mod handler;
 pub mod metrics;
+pub mod replication;
 pub mod routes;
 pub mod xml;
 
@@ -69,6 +72,8 @@ pub struct ApiState {
     pub settings: ApiSettings,
     /// Set by whoever runs the consumer; readiness needs it.
     amqp_connected: AtomicBool,
+    /// How far behind this replica is, and the barriers it has passed.
+    pub replication: replication::Replication,
 }
 
 impl ApiState {
@@ -78,6 +83,7 @@ impl ApiState {
             metrics,
             settings,
             amqp_connected: AtomicBool::new(false),
+            replication: replication::Replication::default(),
         }
     }
 

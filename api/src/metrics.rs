@@ -78,6 +78,14 @@ pub struct Metrics {
     /// `--stall-after`, so that alert rules follow the flag instead of a
     /// number kept equal to it by hand.
     stall_after: FloatGauge,
+    /// Invalid messages a replica's own queue delivered (the screening
+    /// replica dead-letters them, once), by reason.
+    events_refused: Family<ReasonLabel, Counter>,
+    /// Messages waiting in the queue (-1: not counted yet).
+    waiting: Gauge,
+    /// The freshness watermark (latest event applied), and how far behind.
+    as_of: FloatGauge,
+    lag: FloatGauge,
     deployment_last_progress: Family<DeploymentLabel, FloatGauge>,
     config_server_up: Family<SourceLabel, Gauge>,
     config_server_last_heartbeat: Family<SourceLabel, FloatGauge>,
@@ -110,6 +118,14 @@ impl Metrics {
             unresolved_dependencies: Gauge::default(),
             deployments_stalled: Gauge::default(),
             stall_after: FloatGauge::default(),
+            events_refused: Family::default(),
+            waiting: {
+                let unknown = Gauge::default();
+                unknown.set(-1);
+                unknown
+            },
+            as_of: FloatGauge::default(),
+            lag: FloatGauge::default(),
             deployment_last_progress: Family::default(),
             config_server_up: Family::default(),
             config_server_last_heartbeat: Family::default(),
@@ -179,6 +195,26 @@ impl Metrics {
             m.deployments_stalled.clone(),
         );
         registry.register(
+            "events_refused",
+            "Invalid messages on this replica's own queue, by reason (the screening replica dead-letters them)",
+            m.events_refused.clone(),
+        );
+        registry.register(
+            "queue_waiting_messages",
+            "Messages waiting for this service in its queue (-1 until counted)",
+            m.waiting.clone(),
+        );
+        registry.register(
+            "as_of_timestamp_seconds",
+            "Time of the latest event this service applied: the freshness watermark of its reports",
+            m.as_of.clone(),
+        );
+        registry.register(
+            "lag_seconds",
+            "How far behind this service is: 0 when nothing waits in its queue, else the time since its watermark",
+            m.lag.clone(),
+        );
+        registry.register(
             "stall_after_seconds",
             "The service's --stall-after: an incomplete deployment without progress for this long is stalled",
             m.stall_after.clone(),
@@ -211,6 +247,18 @@ impl Metrics {
             }));
         }
         m
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.events_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_waiting(&self, messages: u32) {
+        self.waiting.set(i64::from(messages));
     }
 
     pub fn event_consumed(&self, event_type: EventType) {
@@ -286,6 +334,12 @@ impl Metrics {
         } = query::incomplete_deployments(&reader, ctx)?;
         self.deployments_stalled.set(stalled as i64);
         self.stall_after.set(ctx.stall_after_seconds);
+        let as_of = reader.as_of()?;
+        self.as_of
+            .set(as_of.map_or(0.0, audrey_core::Timestamp::unix_seconds_f64));
+        let waiting = u32::try_from(self.waiting.get()).ok();
+        self.lag
+            .set(crate::replication::lag_seconds(waiting, as_of, ctx.now));
         self.deployment_last_progress.clear();
         for (id, progress) in incomplete {
             self.deployment_last_progress

@@ -5,6 +5,8 @@
 use audrey_core::{DeploymentId, InstanceId, Name};
 use percent_encoding::percent_decode_str;
 
+use crate::replication::is_plain_name;
+
 /// The endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -26,6 +28,12 @@ pub enum Route {
     Health,
     /// `/metrics`.
     Metrics,
+    /// `/replication/checkpoint?barrier=`: a checkpoint of the store for a
+    /// new replica, once the barrier has passed.
+    Checkpoint,
+    /// `/replication/checkpoint/{name}/{file}?offset=`: a chunk of one file
+    /// of a checkpoint.
+    CheckpointFile(String, String),
 }
 
 /// Why a path names no endpoint.
@@ -48,10 +56,13 @@ impl Route {
             Route::ConfigServers => "/reports/configserver",
             Route::Health => "/health",
             Route::Metrics => "/metrics",
+            Route::Checkpoint => "/replication/checkpoint",
+            Route::CheckpointFile(..) => "/replication/checkpoint/{name}/{file}",
         }
     }
 
-    /// Whether the route is a report (behind the optional token).
+    /// Whether the route is behind the optional token: the reports, and
+    /// the checkpoints (the whole store) above all.
     pub fn is_report(&self) -> bool {
         !matches!(self, Route::Health | Route::Metrics)
     }
@@ -92,6 +103,16 @@ impl Route {
             ["reports", "instance", id, "events"] => Ok(Route::InstanceEvents(instance_id(id)?)),
             ["reports", "instance", id, "service", name] => {
                 Ok(Route::Service(instance_id(id)?, service_name(name)?))
+            }
+            ["replication", "checkpoint"] => Ok(Route::Checkpoint),
+            ["replication", "checkpoint", name, file] => {
+                let (name, file) = (decode(name)?, decode(file)?);
+                if !is_plain_name(&name) || !is_plain_name(&file) {
+                    return Err(RouteError::BadRequest(
+                        "a checkpoint or file name is letters, digits, `.`, `_` and `-`".into(),
+                    ));
+                }
+                Ok(Route::CheckpointFile(name, file))
             }
             _ => Err(not_found()),
         }

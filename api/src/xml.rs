@@ -412,21 +412,81 @@ impl<'a> HistoryEvent<'a> {
     }
 }
 
-pub fn health(ready: bool, rocksdb_open: bool, amqp_connected: bool) -> Vec<u8> {
+/// What `/health` says (the XML and JSON are rendered from it).
+#[derive(Debug, serde::Serialize)]
+pub struct Health {
+    #[serde(rename = "status", serialize_with = "ready_word")]
+    pub ready: bool,
+    #[serde(rename = "rocksdb", serialize_with = "open_word")]
+    pub rocksdb_open: bool,
+    #[serde(rename = "amqp", serialize_with = "connected_word")]
+    pub amqp_connected: bool,
+    /// The latest event applied (the freshness watermark).
+    #[serde(
+        serialize_with = "optional_rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub as_of: Option<Timestamp>,
+    /// Events waiting in the queue, once counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<u32>,
+    /// How far behind: 0 when nothing waits.
+    pub lag_seconds: f64,
+}
+
+fn ready_word<S: serde::Serializer>(ready: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *ready { "ready" } else { "not-ready" })
+}
+
+fn open_word<S: serde::Serializer>(open: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *open { "open" } else { "closed" })
+}
+
+fn connected_word<S: serde::Serializer>(connected: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *connected {
+        "connected"
+    } else {
+        "disconnected"
+    })
+}
+
+fn optional_rfc3339<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn health(health: &Health) -> Vec<u8> {
     let mut xml = Xml::new();
-    xml.start(
-        "health",
-        &[("status", if ready { "ready" } else { "not-ready" })],
-    );
+    let as_of = health.as_of.map(Timestamp::to_rfc3339);
+    let waiting = health.waiting.map(|w| w.to_string());
+    let lag = format!("{:.3}", health.lag_seconds);
+    let mut attributes = vec![("status", if health.ready { "ready" } else { "not-ready" })];
+    if let Some(as_of) = &as_of {
+        attributes.push(("as-of", as_of));
+    }
+    if let Some(waiting) = &waiting {
+        attributes.push(("waiting", waiting));
+    }
+    attributes.push(("lag-seconds", &lag));
+    xml.start("health", &attributes);
     xml.empty(
         "rocksdb",
-        &[("status", if rocksdb_open { "open" } else { "closed" })],
+        &[(
+            "status",
+            if health.rocksdb_open {
+                "open"
+            } else {
+                "closed"
+            },
+        )],
     );
     xml.empty(
         "amqp",
         &[(
             "status",
-            if amqp_connected {
+            if health.amqp_connected {
                 "connected"
             } else {
                 "disconnected"

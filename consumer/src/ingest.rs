@@ -24,30 +24,28 @@ use anyhow::{anyhow, Context};
 use futures_lite::future::poll_once;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-    ConfirmSelectOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use audrey_core::contract::{DecodeError, TrustedSources};
+use audrey_core::contract::TrustedSources;
 use audrey_core::Timestamp;
 use audrey_store::EventOutcome;
 use audrey_store::{Encoded, Store};
 
 use crate::connect::Broker;
+use crate::dead_letter::{DeadLetters, Settled};
 use crate::delivery::Checks;
 use crate::observer::{AppliedBatch, Observer};
-use crate::redact_url;
-use crate::topology::Topology;
+use crate::topology::{Topology, BARRIER_PREFIX};
 
-/// Header carrying the stable reason label of a dead letter.
-pub const REASON_HEADER: &str = "x-audrey-reason";
-/// Header carrying the full, human-readable error of a dead letter.
-pub const ERROR_HEADER: &str = "x-audrey-error";
+pub use crate::dead_letter::{ERROR_HEADER, REASON_HEADER};
+
+/// How often the events waiting in the queue are counted (for `/health`'s
+/// lag and the metrics).
+const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(1);
 
 /// The default AMQP prefetch: twice a batch, so the next batch is buffered
 /// while this one is synced.
@@ -132,6 +130,9 @@ pub async fn run(
 struct Prepared {
     /// The valid events, in delivery order, encoded for the log.
     events: Vec<Encoded>,
+    /// Replication barriers among the deliveries: passed once the batch is
+    /// applied (everything before them in the queue is then in the store).
+    barriers: Vec<String>,
     /// The last delivery the batch's multiple-ack settles (rejected ones
     /// are settled already).
     last_settled_by_ack: Option<u64>,
@@ -165,10 +166,8 @@ impl Session<'_> {
         channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
-        let dead_letters = connection.create_channel().await?;
-        dead_letters
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let dead_letters =
+            DeadLetters::open(&connection, &config.topology.dead_letter_exchange).await?;
         let mut consumer = channel
             .basic_consume(
                 config.topology.queue.as_str().into(),
@@ -181,7 +180,7 @@ impl Session<'_> {
         *backoff = initial_backoff;
         self.observer.connected(true);
         info!(
-            url = %redact_url(&config.broker.url),
+            broker = %config.broker.redacted(),
             queue = %config.topology.queue,
             "AMQP connected; consuming"
         );
@@ -191,6 +190,8 @@ impl Session<'_> {
         // acks stay in order; the first error ends both.
         let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Prepared>(1);
         let this = &*self;
+        let mut screen_stop = shutdown.clone();
+        let mut depth_stop = shutdown.clone();
         let reader = async {
             loop {
                 let first = tokio::select! {
@@ -221,34 +222,72 @@ impl Session<'_> {
             }
             Ok::<(), anyhow::Error>(())
         };
-        tokio::try_join!(reader, writer)?;
+        // Beside them: the screening of invalid messages (replicas) and how
+        // many events wait in the queue.
+        let screening = async {
+            match &config.topology.replica {
+                Some(replica) => {
+                    crate::screen::screen(
+                        &connection,
+                        replica,
+                        &config.checks,
+                        &dead_letters,
+                        self.observer,
+                        &mut screen_stop,
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        };
+        let depth = watch_queue_depth(
+            &connection,
+            &config.topology.queue,
+            self.observer,
+            &mut depth_stop,
+        );
+        tokio::try_join!(reader, writer, screening, depth)?;
         // Deliveries prefetched but not processed go back to the queue.
         let _ = channel.close(200, "shutting down".into()).await;
         let _ = connection.close(200, "shutting down".into()).await;
         Ok(())
     }
 
-    /// Decodes a batch of deliveries and dead-letters the invalid ones.
+    /// Decodes a batch of deliveries. An invalid one is dead-lettered, or,
+    /// on a replica, only counted (the replica that screens dead-letters
+    /// it, once for all). A barrier is noted, to be reported once the
+    /// events before it are applied.
     async fn prepare(
         &self,
         channel: &Channel,
-        dead_letters: &Channel,
+        dead_letters: &DeadLetters,
         deliveries: Vec<Delivery>,
     ) -> anyhow::Result<Prepared> {
         let mut events = Vec::with_capacity(deliveries.len());
+        let mut barriers = Vec::new();
         let mut last_settled_by_ack = None;
         let now = Timestamp::now();
+        let replica = self.config.topology.replica.is_some();
         for delivery in &deliveries {
+            if let Some(barrier) = delivery.routing_key.as_str().strip_prefix(BARRIER_PREFIX) {
+                barriers.push(barrier.to_owned());
+                last_settled_by_ack = Some(delivery.delivery_tag);
+                continue;
+            }
             match crate::delivery::decode(delivery, &self.config.checks, now) {
                 Ok(event) => {
                     events.push(Encoded::new(event));
                     last_settled_by_ack = Some(delivery.delivery_tag);
                 }
+                Err(error) if replica => {
+                    self.observer.refused(error.reason());
+                    last_settled_by_ack = Some(delivery.delivery_tag);
+                }
                 Err(error) => {
-                    let rejected = self
-                        .dead_letter(channel, dead_letters, delivery, &error)
+                    let settled = dead_letters
+                        .send(channel, delivery, &error, self.observer)
                         .await?;
-                    if !rejected {
+                    if settled == Settled::Published {
                         last_settled_by_ack = Some(delivery.delivery_tag);
                     }
                 }
@@ -256,6 +295,7 @@ impl Session<'_> {
         }
         Ok(Prepared {
             events,
+            barriers,
             last_settled_by_ack,
         })
     }
@@ -265,6 +305,7 @@ impl Session<'_> {
     async fn apply_and_ack(&self, channel: &Channel, prepared: Prepared) -> anyhow::Result<()> {
         let Prepared {
             events,
+            barriers,
             last_settled_by_ack,
         } = prepared;
         if !events.is_empty() {
@@ -304,74 +345,35 @@ impl Session<'_> {
                 .await
                 .context("acknowledging a batch")?;
         }
+        for barrier in &barriers {
+            self.observer.barrier_passed(barrier);
+        }
         Ok(())
     }
+}
 
-    /// Publishes an invalid delivery to the dead-letter exchange with the
-    /// reason in its headers, confirmed (it is then acknowledged with its
-    /// batch: returns false). If that fails, rejects it without requeue so
-    /// the broker dead-letters it without our headers (returns true).
-    async fn dead_letter(
-        &self,
-        channel: &Channel,
-        dead_letters: &Channel,
-        delivery: &Delivery,
-        error: &DecodeError,
-    ) -> anyhow::Result<bool> {
-        let reason = error.reason();
-        self.observer.dead_lettered(reason);
-        let message = error.to_string();
-        warn!(
-            reason,
-            error = %message,
-            routing_key = %delivery.routing_key,
-            bytes = delivery.data.len(),
-            "dead-lettered an invalid message"
-        );
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        let text = |s: &str| AMQPValue::LongString(s.into());
-        headers.insert(ShortString::from(REASON_HEADER), text(reason));
-        headers.insert(ShortString::from(ERROR_HEADER), text(&message));
-        headers.insert(
-            ShortString::from("x-audrey-original-exchange"),
-            text(delivery.exchange.as_str()),
-        );
-        headers.insert(
-            ShortString::from("x-audrey-original-routing-key"),
-            text(delivery.routing_key.as_str()),
-        );
-        headers.insert(
-            ShortString::from("x-audrey-dead-lettered-at"),
-            text(&Timestamp::now().to_rfc3339()),
-        );
-        let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
-        let published = async {
-            let confirm = dead_letters
-                .basic_publish(
-                    self.config.topology.dead_letter_exchange.as_str().into(),
-                    delivery.routing_key.clone(),
-                    BasicPublishOptions::default(),
-                    &delivery.data,
-                    properties,
-                )
-                .await?
-                .await?;
-            Ok::<bool, lapin::Error>(matches!(confirm, Confirmation::Ack(_)))
-        }
-        .await;
-        match published {
-            Ok(true) => Ok(false),
-            other => {
-                warn!(
-                    ?other,
-                    "could not publish the dead letter; rejecting it instead"
-                );
-                channel
-                    .basic_reject(delivery.delivery_tag, BasicRejectOptions { requeue: false })
-                    .await
-                    .context("rejecting an invalid message")?;
-                Ok(true)
-            }
+/// Counts the messages waiting in `queue` every [`QUEUE_DEPTH_EVERY`] until
+/// `stop`: how far behind this service is, as the broker sees it.
+async fn watch_queue_depth(
+    connection: &lapin::Connection,
+    queue: &str,
+    observer: &dyn Observer,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    loop {
+        let declared = channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .context("counting the events waiting in the queue")?;
+        observer.waiting(declared.message_count());
+        tokio::select! {
+            _ = tokio::time::sleep(QUEUE_DEPTH_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
 }

@@ -10,15 +10,20 @@
 //!   once; reconnects with backoff when the broker goes away.
 //! - [`publisher`]: the reference publisher a config server embeds:
 //!   persistent CloudEvents with publisher confirms.
+//! - `dead_letter`: sending an invalid message to the dead-letter queue;
+//!   `screen`: on replicas, the one consumer of the shared screening queue
+//!   that dead-letters for all.
 //! - [`observer`]: how the loop reports what it did (the binary wires it to
 //!   the metrics and health of the API), so this crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
 pub mod connect;
+mod dead_letter;
 pub mod delivery;
 pub mod ingest;
 pub mod observer;
 pub mod publisher;
+mod screen;
 pub mod topology;
 
 pub use connect::Broker;

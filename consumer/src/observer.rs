@@ -21,7 +21,15 @@ pub struct AppliedBatch {
 pub trait Observer: Send + Sync {
     fn connected(&self, connected: bool);
     fn batch_applied(&self, batch: &AppliedBatch);
+    /// An invalid message sent to the dead-letter queue, by this service.
     fn dead_lettered(&self, reason: &'static str);
+    /// An invalid message on a replica's own queue: counted, not
+    /// dead-lettered (the screening replica does that, once).
+    fn refused(&self, reason: &'static str);
+    /// Every event published before barrier `id` is in the store.
+    fn barrier_passed(&self, id: &str);
+    /// Messages waiting in the service's queue, as the broker counts them.
+    fn waiting(&self, messages: u32);
 }
 
 /// An observer that ignores everything (tools, tests).
@@ -31,4 +39,7 @@ impl Observer for Unobserved {
     fn connected(&self, _: bool) {}
     fn batch_applied(&self, _: &AppliedBatch) {}
     fn dead_lettered(&self, _: &'static str) {}
+    fn refused(&self, _: &'static str) {}
+    fn barrier_passed(&self, _: &str) {}
+    fn waiting(&self, _: u32) {}
 }

@@ -54,7 +54,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects, declares the exchange (idempotent) and enables confirms.
+    /// Connects, makes sure the exchange exists and enables confirms.
+    ///
+    /// The exchange is declared passively first, which needs no permission:
+    /// a config server's broker user may be allowed to publish to the
+    /// exchange and nothing else (README, "Broker users with least
+    /// privilege"). Only a missing exchange is declared (durable topic, as
+    /// the service declares it), which needs the configure permission.
     pub async fn connect(url: &str, topology: &Topology) -> Result<Self, PublishError> {
         Self::connect_to(&Broker::new(url), topology).await
     }
@@ -65,8 +71,15 @@ impl Publisher {
             .connect("audrey-publisher")
             .await
             .map_err(PublishError::Connect)?;
-        let channel = connection.create_channel().await?;
-        topology.declare_exchange(&channel).await?;
+        let mut channel = connection.create_channel().await?;
+        if let Err(error) = exchange_exists(&channel, topology).await {
+            if !is_not_found(&error) {
+                return Err(error.into());
+            }
+            // A failed passive declare closed its channel.
+            channel = connection.create_channel().await?;
+            topology.declare_exchange(&channel).await?;
+        }
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -172,12 +185,44 @@ impl Publisher {
             .await?)
     }
 
+    /// Publishes replication barrier `id`, confirmed, to every replica's
+    /// queue: a replica that has applied it has applied everything
+    /// published before.
+    pub async fn publish_barrier(&self, id: &str) -> Result<(), PublishError> {
+        let routing_key = format!("{}{id}", crate::topology::BARRIER_PREFIX);
+        let properties = BasicProperties::default().with_message_id(id.into());
+        let confirm = self.send(&routing_key, id.as_bytes(), properties).await?;
+        check(confirm.await?, &routing_key)
+    }
+
     /// Closes the channel and connection cleanly.
     pub async fn close(self) -> Result<(), PublishError> {
         self.channel.close(200, "done".into()).await?;
         self.connection.close(200, "done".into()).await?;
         Ok(())
     }
+}
+
+/// A passive declare: fails with NOT_FOUND when the exchange is missing,
+/// and needs no permission on the broker.
+async fn exchange_exists(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            topology.exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Whether the broker answered 404 NOT_FOUND.
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404)
 }
 
 fn check(confirmation: Confirmation, routing_key: &str) -> Result<(), PublishError> {

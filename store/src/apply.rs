@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use audrey_core::projection::{self, Effect};
 use audrey_core::Event;
 
-use crate::db::{Db, CF_DEDUP, CF_EVENTS};
+use crate::db::{Db, CF_DEDUP, CF_EVENTS, CF_META};
 use crate::error::StoreError;
-use crate::keys::{dedup_key, log_key};
+use crate::keys::{dedup_key, log_key, KEY_AS_OF};
 use crate::pending::Pending;
+use crate::raw::read_as_of;
 use crate::recent::RecentInstances;
 use crate::sorted_writes::SortedWrites;
 
@@ -143,6 +144,16 @@ pub(crate) fn apply_events(
         outcomes.push(EventOutcome::Applied(effect));
     }
     pending.write_into(&mut writes)?;
+    // The freshness watermark moves to the latest event time applied.
+    let latest = events.iter().map(|e| e.event().time()).max();
+    let as_of = read_as_of(db)?;
+    if let Some(latest) = latest.filter(|t| as_of.is_none_or(|known| *t > known)) {
+        writes.put(
+            CF_META,
+            KEY_AS_OF.to_vec(),
+            latest.nanos().to_be_bytes().to_vec(),
+        );
+    }
     db.write(writes.into_batch(db), origin == Origin::Live)?;
     *recent = pending.committed();
     Ok(BatchOutcome { outcomes })

@@ -13,6 +13,9 @@ pub(crate) const KEY_VERSION: &[u8] = b"views_version";
 /// the views, removed with the new version): views that carry it are half
 /// rebuilt.
 pub(crate) const KEY_REBUILDING: &[u8] = b"rebuild_unfinished";
+/// Meta key: the time of the latest event applied (i64 ns, BE): the
+/// freshness watermark of every report.
+pub(crate) const KEY_AS_OF: &[u8] = b"as_of";
 /// Meta key: the global counts.
 pub(crate) const KEY_COUNTS: &[u8] = b"counts";
 

@@ -12,10 +12,10 @@ use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceStat
 
 use crate::codec::{decode, decode_instance, decode_instance_row};
 use crate::db::{
-    CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
+    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
 };
 use crate::error::StoreError;
-use crate::keys::{deployment_from_key, instance_from_key, status_byte, KEY_COUNTS};
+use crate::keys::{deployment_from_key, instance_from_key, status_byte, KEY_AS_OF, KEY_COUNTS};
 
 /// Sees one key and value of a scan; returns whether to go on.
 pub(crate) type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
@@ -31,6 +31,27 @@ pub(crate) trait Raw {
         prefix: &[u8],
         visit: &mut KeyValueVisitor<'_>,
     ) -> Result<(), StoreError>;
+}
+
+/// The live database, for the single writer's few reads outside a batch.
+impl Raw for Db {
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Db::get(self, cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: &mut KeyValueVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        Scanners::new().scan(
+            cf,
+            prefix,
+            || self.rocks.raw_iterator_cf(self.cf(cf)),
+            visit,
+        )
+    }
 }
 
 /// One raw iterator per column family, created on first use and re-seeked
@@ -132,6 +153,14 @@ pub(crate) fn read_config_servers(raw: &impl Raw) -> Result<Vec<ConfigServer>, S
         Ok(true)
     })?;
     Ok(rows)
+}
+
+/// The freshness watermark: the latest event time applied, if any.
+pub(crate) fn read_as_of(raw: &impl Raw) -> Result<Option<Timestamp>, StoreError> {
+    Ok(raw.get(CF_META, KEY_AS_OF)?.and_then(|bytes| {
+        let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
+        Some(Timestamp::from_nanos(i64::from_be_bytes(bytes)))
+    }))
 }
 
 pub(crate) fn read_counts(raw: &impl Raw) -> Result<Counts, StoreError> {

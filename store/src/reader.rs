@@ -11,8 +11,9 @@ use crate::codec::decode_instance;
 use crate::db::{Db, CF_INSTANCES};
 use crate::error::StoreError;
 use crate::raw::{
-    read_config_server, read_config_servers, read_counts, read_deployment, read_instance,
-    read_instance_row, read_members, scan_deployments, KeyValueVisitor, Raw, Scanners,
+    read_as_of, read_config_server, read_config_servers, read_counts, read_deployment,
+    read_instance, read_instance_row, read_members, scan_deployments, KeyValueVisitor, Raw,
+    Scanners,
 };
 
 /// A snapshot of the store: implements [`ViewRead`] for the queries.
@@ -30,6 +31,12 @@ impl<'s> Reader<'s> {
             snapshot: db.rocks.snapshot(),
             scanners: Scanners::new(),
         }
+    }
+
+    /// The freshness watermark: the time of the latest event applied (the
+    /// same on every replica that applied the same events).
+    pub fn as_of(&self) -> Result<Option<Timestamp>, StoreError> {
+        read_as_of(self)
     }
 
     /// Whether a deployment is known and not deleted (one small read).

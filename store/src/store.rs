@@ -170,6 +170,15 @@ impl Store {
         retention::prune_with(&self.db, &self.write_lock, now, retention, between)
     }
 
+    /// A consistent copy of the whole store (views, log, dedup index) in
+    /// `dir`, which must not exist yet: hard links to the store's files
+    /// where the file system allows, so it is cheap. What a new replica
+    /// starts from.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db.rocks)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
     /// Flushes memtables to SST files (used before measuring disk use and
     /// after unsynced bulk work).
     pub fn flush(&self) -> Result<(), StoreError> {
