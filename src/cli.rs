@@ -68,6 +68,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Publish what config servers would for N deployments: the demo and the load generator.
     Simulate(SimulateArgs),
+    /// Block until a deployment is done; exit 0 success, 1 error (a service failed), 2 timeout, 3 stalled, 4 refused.
+    Wait(WaitArgs),
 }
 
 /// Where the data lives.
@@ -304,6 +306,32 @@ pub struct SimulateArgs {
     /// The service's --stall-after, to say how many deployments will be stalled.
     #[arg(long, env = "AUDREY_STALL_AFTER", default_value_t = DEFAULT_STALL_AFTER)]
     pub stall_after: HumanDuration,
+}
+
+/// `wait`: which deployment, where to ask, for how long.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The deployment's uuid.
+    #[arg(value_parser = audrey_core::DeploymentId::parse)]
+    pub deployment: audrey_core::DeploymentId,
+    /// Give up (exit 2) after this long (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "10m")]
+    pub timeout: HumanDuration,
+    /// Base URL of a running audrey-reporting.
+    #[arg(long, env = "AUDREY_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The service's --api-token, when it has one.
+    #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// One line for people, or one JSON object (with the last report) for scripts.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: WaitFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFormat {
+    Text,
+    Json,
 }
 
 /// A replica's name: part of a queue name, so letters, digits, `-`, `_`.

@@ -8,7 +8,7 @@
 //!
 //! Here: [`cli`] (the command line), [`serve`] (the service, and
 //! [`bootstrap`], how a replica starts from a peer), [`tools`] (rebuild,
-//! export, import), [`simulate`], [`logging`].
+//! export, import), [`simulate`], [`wait`], [`logging`].
 #![forbid(unsafe_code)]
 
 mod bootstrap;
@@ -17,6 +17,7 @@ mod logging;
 mod serve;
 mod simulate;
 mod tools;
+mod wait;
 
 use clap::Parser;
 
@@ -30,8 +31,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use cli::{Cli, Command};
 
+/// A command line clap cannot parse: EX_USAGE, not clap's 2, which `wait`
+/// uses for a timeout.
+const USAGE_ERROR: u8 = 64;
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                std::process::ExitCode::from(USAGE_ERROR)
+            } else {
+                std::process::ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -46,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => tools::export(&args),
         Command::Import(args) => tools::import(&args),
         Command::Simulate(args) => runtime.block_on(simulate::run(args)),
+        Command::Wait(args) => return wait::run(&args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -31,6 +31,10 @@ impl Observer for ConsumerReports {
         for lag in &batch.lags_seconds {
             metrics.lag(*lag);
         }
+        for completion in &batch.completions {
+            metrics.completed(completion);
+        }
+        self.0.views_changed();
     }
 
     fn dead_lettered(&self, reason: &'static str) {

@@ -128,7 +128,7 @@ fn expected_reports(views: &MemoryViews, ctx: &ReportContext) -> Vec<Expected> {
         });
     }
     for (id, state) in &views.instances {
-        let report = query::instance_report(views, *id).unwrap();
+        let report = query::instance_report(views, *id, ctx).unwrap();
         out.push(Expected {
             path: format!("/reports/instance/{id}"),
             xml: report.as_ref().map(xml::instance),
@@ -140,7 +140,7 @@ fn expected_reports(views: &MemoryViews, ctx: &ReportContext) -> Vec<Expected> {
             .map(|s| s.name.clone())
             .collect();
         for name in names {
-            let report = query::service_report(views, *id, &name).unwrap();
+            let report = query::service_report(views, *id, &name, ctx).unwrap();
             out.push(Expected {
                 path: format!("/reports/instance/{id}/service/{name}"),
                 xml: report.as_ref().map(xml::service),
@@ -169,7 +169,7 @@ fn expected_reports(views: &MemoryViews, ctx: &ReportContext) -> Vec<Expected> {
                 Some(s) => format!("/reports/deployments?status={s}"),
                 None => "/reports/deployments".into(),
             },
-            xml: Some(xml::deployments(&page, status)),
+            xml: Some(xml::deployments(&page, status, None)),
             json: Some(value),
         });
     }

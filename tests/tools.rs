@@ -44,7 +44,7 @@ fn all_reports(store: &Store, expected: &MemoryViews, ctx: &ReportContext) -> Ve
     }
     for id in expected.instances.keys() {
         out.push(xml::instance(
-            &query::instance_report(&reader, *id).unwrap().unwrap(),
+            &query::instance_report(&reader, *id, ctx).unwrap().unwrap(),
         ));
     }
     out.push(xml::config_servers(

@@ -1,12 +1,12 @@
 //! One request, end to end.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use audrey_core::query::{self, DeploymentFilter};
+use audrey_core::query::{self, fingerprint, DeploymentFilter, DeploymentOrder};
 use audrey_core::rows::fnv1a;
 use audrey_core::{Status, Timestamp};
 use audrey_store::StoreError;
@@ -20,6 +20,9 @@ pub const MAX_PATH_BYTES: usize = 2048;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most deployments one page lists.
 pub const MAX_PAGE: u64 = 1000;
+/// The largest `offset` a page may start at (the OpenAPI document's
+/// int64 maximum).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 const XML: &str = "application/xml; charset=utf-8";
 const JSON: &str = "application/json";
@@ -175,20 +178,100 @@ async fn answer(
         }
         _ => {}
     }
+    let (query, wait) = long_poll(query).map_err(fail)?;
+    let Some(wait) = wait.filter(|_| route.is_report()) else {
+        return compute(&route, &query, format, state)
+            .await
+            .map(|a| (label, a))
+            .map_err(fail);
+    };
+    // A long-poll: while the report is still the one the reader has (its
+    // If-None-Match), wait for the views to change (or the clock to make
+    // a deployment stalled, a config server down) and look again; answer
+    // as soon as it differs, or with the same (a 304) when `wait` is over.
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = state.subscribe_to_changes();
+    let mut answer = compute(&route, &query, format, state).await.map_err(fail)?;
+    while answer.status == StatusCode::OK
+        && answer
+            .etag
+            .as_deref()
+            .is_some_and(|etag| if_none_match(headers, etag))
+    {
+        tokio::select! {
+            _ = changes.changed() => {
+                // Coalesce a burst of batches into one look.
+                tokio::time::sleep(LONG_POLL_COALESCE).await;
+                changes.borrow_and_update();
+            }
+            _ = tokio::time::sleep(LONG_POLL_CLOCK_CHECK) => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+        answer = compute(&route, &query, format, state).await.map_err(fail)?;
+    }
+    Ok((label, answer))
+}
+
+/// The longest `?wait=` a long-poll may ask for: longer than most proxies'
+/// idle timeouts already.
+const MAX_LONG_POLL: Duration = Duration::from_secs(300);
+/// How often a long-poll looks again with no event at all: what changes
+/// with the clock alone (stalled, a config server down) shows this late.
+const LONG_POLL_CLOCK_CHECK: Duration = Duration::from_secs(2);
+/// How long a long-poll lets a burst of batches settle before it looks.
+const LONG_POLL_COALESCE: Duration = Duration::from_millis(20);
+
+/// Takes `wait=` (a duration: `30s`, `2m`, bare seconds) out of the query.
+fn long_poll(query: &str) -> Result<(String, Option<Duration>), ApiError> {
+    let mut wait = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("wait", value)) => {
+                let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                let parsed = value
+                    .parse::<audrey_core::domain::HumanDuration>()
+                    .ok()
+                    .map(|d| d.0)
+                    .filter(|d| *d <= MAX_LONG_POLL)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "wait must be a duration (30s, 2m) of at most {} s",
+                                MAX_LONG_POLL.as_secs()
+                            ),
+                        )
+                    })?;
+                wait = Some(parsed);
+            }
+            _ => rest.push(pair),
+        }
+    }
+    Ok((rest.join("&"), wait))
+}
+
+/// Runs a route once: small reads on the request's task, the rest on the
+/// blocking pool.
+async fn compute(
+    route: &Route,
+    query: &str,
+    format: Format,
+    state: &Arc<ApiState>,
+) -> Result<Answer, ApiError> {
     let inline = match route {
-        Route::Deployment(id) => is_small(state, id),
+        Route::Deployment(id) => is_small(state, *id),
         _ => route.reads_a_few_rows(),
     };
     if inline {
         // A handful of point reads, mostly from RocksDB's caches: cheaper
         // than the hop to the blocking pool and back.
-        return run(&route, query, format, state)
-            .map(|a| (label, a))
-            .map_err(fail);
+        return run(route, query, format, state);
     }
     let state = Arc::clone(state);
     let query = query.to_owned();
-    let result = tokio::task::spawn_blocking(move || run(&route, &query, format, &state))
+    let route = route.clone();
+    tokio::task::spawn_blocking(move || run(&route, &query, format, &state))
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "a request handler panicked");
@@ -196,8 +279,7 @@ async fn answer(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error",
             ))
-        });
-    result.map(|a| (label, a)).map_err(fail)
+        })
 }
 
 /// Most instances a deployment may have for its report to be built on the
@@ -222,36 +304,44 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
     // Read before the report: a report is at least as fresh as its as-of.
     let as_of = store.reader().as_of()?;
-    // Only the representation asked for is rendered. The ETag is of the
-    // content: the watermark, added after, moves with every event anywhere.
-    let report = |body_xml: &dyn Fn() -> Vec<u8>, json: &dyn erased::Json| -> Answer {
-        let (content_type, body) = match format {
-            Format::Xml => (XML, body_xml()),
-            Format::Json => (JSON, json.to_json()),
+    // Only the representation asked for is rendered. The ETag names the
+    // state shown: of the body, or the report's fingerprint when it has
+    // one (so a running service's duration so far does not change it);
+    // never the watermark, added after, which moves with every event
+    // anywhere. Weak: bodies of one ETag may differ in those.
+    let report =
+        |body_xml: &dyn Fn() -> Vec<u8>, json: &dyn erased::Json, state: Option<u64>| -> Answer {
+            let (content_type, body) = match format {
+                Format::Xml => (XML, body_xml()),
+                Format::Json => (JSON, json.to_json()),
+            };
+            let digest = match state {
+                Some(state) => fnv1a(state.to_be_bytes().into_iter().chain([format as u8])),
+                None => fnv1a(body.iter().copied()),
+            };
+            let etag = format!("W/\"{digest:016x}\"");
+            Answer {
+                status: StatusCode::OK,
+                content_type,
+                body: with_as_of(body, format, as_of),
+                etag: Some(etag),
+            }
         };
-        let etag = format!("\"{:016x}\"", fnv1a(body.iter().copied()));
-        Answer {
-            status: StatusCode::OK,
-            content_type,
-            body: with_as_of(body, format, as_of),
-            etag: Some(etag),
-        }
-    };
     match route {
         Route::Deployment(id) => {
             let r = query::deployment_report(&store.reader(), *id, &ctx)?
                 .ok_or_else(|| not_found(format!("no deployment {id}")))?;
-            Ok(report(&|| xml::deployment(&r), &r))
+            Ok(report(&|| xml::deployment(&r), &r, Some(fingerprint(&r))))
         }
         Route::Instance(id) => {
-            let r = query::instance_report(&store.reader(), *id)?
+            let r = query::instance_report(&store.reader(), *id, &ctx)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?;
-            Ok(report(&|| xml::instance(&r), &r))
+            Ok(report(&|| xml::instance(&r), &r, Some(fingerprint(&r))))
         }
         Route::Service(id, name) => {
-            let r = query::service_report(&store.reader(), *id, name)?
+            let r = query::service_report(&store.reader(), *id, name, &ctx)?
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
-            Ok(report(&|| xml::service(&r), &r))
+            Ok(report(&|| xml::service(&r), &r, Some(fingerprint(&r))))
         }
         Route::DeploymentEvents(id) => {
             let known = store.reader().deployment_exists(*id)?;
@@ -261,16 +351,16 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             let (offset, limit) = paging(query)?;
             let page = store.history(*id, None, offset, limit)?;
             let json = history_json(&page, *id, None, offset, limit);
-            Ok(report(&|| xml::events(&json), &json))
+            Ok(report(&|| xml::events(&json), &json, None))
         }
         Route::InstanceEvents(id) => {
-            let deployment = query::instance_report(&store.reader(), *id)?
+            let deployment = query::instance_report(&store.reader(), *id, &ctx)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?
                 .deployment;
             let (offset, limit) = paging(query)?;
             let page = store.history(deployment, Some(*id), offset, limit)?;
             let json = history_json(&page, deployment, Some(*id), offset, limit);
-            Ok(report(&|| xml::events(&json), &json))
+            Ok(report(&|| xml::events(&json), &json, None))
         }
         Route::ConfigServers => {
             let servers = query::config_servers(&store.reader(), &ctx)?;
@@ -283,13 +373,15 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
                 &Servers {
                     config_servers: &servers,
                 },
+                None,
             ))
         }
         Route::Deployments => {
             let params = ListParams::parse(query)?;
-            let page = query::deployment_page(
+            let page = query::deployment_page_in(
                 &store.reader(),
                 params.filter,
+                params.order,
                 params.offset,
                 params.limit,
                 &ctx,
@@ -298,16 +390,21 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             struct Page<'a> {
                 #[serde(skip_serializing_if = "Option::is_none")]
                 status: Option<&'a str>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                sort: Option<&'a str>,
                 #[serde(flatten)]
                 page: &'a query::DeploymentPage,
             }
             let status = params.status.as_deref();
+            let sort = params.sort;
             Ok(report(
-                &|| xml::deployments(&page, status),
+                &|| xml::deployments(&page, status, sort),
                 &Page {
                     status,
+                    sort,
                     page: &page,
                 },
+                None,
             ))
         }
         Route::Health => {
@@ -549,7 +646,8 @@ fn history_json(
     }
 }
 
-/// `offset` and `limit` (1 to [`MAX_PAGE`], default 100), nothing else.
+/// `offset` (0 to [`MAX_OFFSET`], default 0) and `limit` (1 to
+/// [`MAX_PAGE`], default 100), nothing else.
 fn paging(query: &str) -> Result<(u64, u64), ApiError> {
     let params = ListParams::parse(query)?;
     if params.status.is_some() {
@@ -564,6 +662,9 @@ fn paging(query: &str) -> Result<(u64, u64), ApiError> {
 struct ListParams {
     filter: DeploymentFilter,
     status: Option<String>,
+    order: DeploymentOrder,
+    /// The order as asked (`uuid`, `age`, `progress`), echoed in the page.
+    sort: Option<&'static str>,
     offset: u64,
     limit: u64,
 }
@@ -574,6 +675,8 @@ impl ListParams {
         let mut params = ListParams {
             filter: DeploymentFilter::All,
             status: None,
+            order: DeploymentOrder::Uuid,
+            sort: None,
             offset: 0,
             limit: 100,
         };
@@ -593,10 +696,27 @@ impl ListParams {
                     };
                     params.status = Some(value.into_owned());
                 }
+                "sort" => {
+                    let (order, word) = match value.as_ref() {
+                        "uuid" => (DeploymentOrder::Uuid, "uuid"),
+                        "age" => (DeploymentOrder::Age, "age"),
+                        "progress" => (DeploymentOrder::Progress, "progress"),
+                        _ => return Err(bad("sort must be one of uuid, age, progress".into())),
+                    };
+                    params.order = order;
+                    params.sort = Some(word);
+                }
                 "offset" => {
-                    params.offset = value
-                        .parse()
-                        .map_err(|_| bad("offset must be a whole number".into()))?;
+                    params.offset =
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|o| *o <= MAX_OFFSET)
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "offset must be a whole number from 0 to {MAX_OFFSET}"
+                                ))
+                            })?;
                 }
                 "limit" => {
                     params.limit = value
@@ -672,6 +792,22 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     })
 }
 
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
+/// asks for this header).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let opaque = |t: &str| t.strip_prefix("W/").unwrap_or(t).to_owned();
+    let etag = opaque(etag);
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || opaque(t) == etag
+        })
+}
+
 /// HTTP framing: headers, ETag and 304, HEAD without a body.
 fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::Response {
     let mut builder = Response::builder()
@@ -689,16 +825,7 @@ fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::R
         );
     }
     if let Some(etag) = answer.etag.filter(|_| status == StatusCode::OK) {
-        let matches = headers
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| {
-                let t = t.trim();
-                t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())
-            });
-        if matches {
+        if if_none_match(headers, &etag) {
             status = StatusCode::NOT_MODIFIED;
             body = Vec::new();
         }

@@ -74,6 +74,8 @@ pub struct ApiState {
     amqp_connected: AtomicBool,
     /// How far behind this replica is, and the barriers it has passed.
     pub replication: replication::Replication,
+    /// Bumped after each batch applied: what long-polls (`?wait=`) wait on.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ApiState {
@@ -84,7 +86,18 @@ impl ApiState {
             settings,
             amqp_connected: AtomicBool::new(false),
             replication: replication::Replication::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// The views changed (a batch was applied): long-polls look again.
+    pub fn views_changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Told of every [`views_changed`](Self::views_changed) from now on.
+    pub fn subscribe_to_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn set_amqp_connected(&self, connected: bool) {

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use audrey_core::contract::{DecodeError, EventType};
 use audrey_core::domain::ConfigServerStatus;
+use audrey_core::projection::Completion;
 use audrey_core::query::{self, ReportContext};
 use audrey_core::Status;
 use audrey_store::{Store, StoreError};
@@ -45,6 +46,26 @@ pub struct DeploymentLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceStatusLabel {
+    pub service: String,
+    pub status: String,
+}
+
+/// What a stalled deployment waits for at the root, as labels: the text
+/// an alert's description quotes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockedOnLabel {
+    pub deployment: String,
+    pub reason: String,
+    pub instance: String,
+    pub assembly: String,
+    pub service: String,
+    /// The one-line explanation, with timestamps (so the series does not
+    /// change as time passes).
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: String,
 }
@@ -56,6 +77,15 @@ pub struct RouteCodeLabel {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Most stalled deployments whose root blocker is exported: each costs a
+/// deployment report at every scrape. The stall alert still fires for the
+/// others (from their progress series), without the blocker in its text.
+pub const MAX_BLOCKED_ON_SERIES: usize = 100;
+/// Most service names with their own `service` label value; later ones
+/// are counted under [`OTHER_SERVICES`].
+pub const MAX_SERVICE_LABELS: usize = 64;
+pub const OTHER_SERVICES: &str = "_other";
 
 /// Every metric the service exposes.
 pub struct Metrics {
@@ -89,6 +119,17 @@ pub struct Metrics {
     deployment_last_progress: Family<DeploymentLabel, FloatGauge>,
     config_server_up: Family<SourceLabel, Gauge>,
     config_server_last_heartbeat: Family<SourceLabel, FloatGauge>,
+    /// The root blocker of the stalled deployments (at most
+    /// [`MAX_BLOCKED_ON_SERIES`], longest stalled first).
+    deployment_blocked_on: Family<BlockedOnLabel, Gauge>,
+    // Durations of what completed, counted as batches are applied.
+    deployment_duration: Family<StatusLabel, Histogram>,
+    instance_duration: Family<StatusLabel, Histogram>,
+    service_duration: Family<ServiceStatusLabel, Histogram>,
+    /// The service names with their own label value (the first
+    /// [`MAX_SERVICE_LABELS`] seen): names come from the network, the
+    /// number of series must not grow with them.
+    service_names: Mutex<std::collections::HashSet<String>>,
     /// One scrape at a time: state families are cleared and refilled.
     scrape: Mutex<()>,
 }
@@ -129,6 +170,19 @@ impl Metrics {
             deployment_last_progress: Family::default(),
             config_server_up: Family::default(),
             config_server_last_heartbeat: Family::default(),
+            deployment_blocked_on: Family::default(),
+            // 10 s to about a day.
+            deployment_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(10.0, 2.0, 14))
+            }),
+            instance_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(10.0, 2.0, 14))
+            }),
+            // Half a second to four and a half hours.
+            service_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.5, 2.0, 16))
+            }),
+            service_names: Mutex::default(),
             scrape: Mutex::new(()),
             registry: Registry::with_prefix("audrey"),
         };
@@ -234,6 +288,26 @@ impl Metrics {
             "Time of the config server's latest heartbeat",
             m.config_server_last_heartbeat.clone(),
         );
+        registry.register(
+            "deployment_blocked_on",
+            "What each stalled deployment waits for at the root (1 per deployment; the labels say it)",
+            m.deployment_blocked_on.clone(),
+        );
+        registry.register(
+            "deployment_duration_seconds",
+            "Deployments completed: from their first event to completion, by outcome",
+            m.deployment_duration.clone(),
+        );
+        registry.register(
+            "instance_duration_seconds",
+            "Instances completed: from registration to completion, by outcome",
+            m.instance_duration.clone(),
+        );
+        registry.register(
+            "service_configuration_duration_seconds",
+            "Service configuration runs ended: from start to end, by service name and outcome",
+            m.service_duration.clone(),
+        );
         // Every known label value exists from the start, so rate() and
         // increase() see the first event of each.
         for t in EventType::ALL {
@@ -289,6 +363,45 @@ impl Metrics {
         self.event_lag.observe(seconds.max(0.0));
     }
 
+    /// Counts what a batch completed in the duration histograms.
+    pub fn completed(&self, completion: &Completion) {
+        match completion {
+            Completion::Deployment { status, seconds } => self
+                .deployment_duration
+                .get_or_create(&StatusLabel {
+                    status: status.as_str().into(),
+                })
+                .observe(*seconds),
+            Completion::Instance { status, seconds } => self
+                .instance_duration
+                .get_or_create(&StatusLabel {
+                    status: status.as_str().into(),
+                })
+                .observe(*seconds),
+            Completion::Service {
+                name,
+                status,
+                seconds,
+            } => {
+                let service = {
+                    let mut names = self.service_names.lock().unwrap_or_else(|e| e.into_inner());
+                    if names.contains(name.as_str()) || names.len() < MAX_SERVICE_LABELS {
+                        names.insert(name.to_string());
+                        name.to_string()
+                    } else {
+                        OTHER_SERVICES.to_owned()
+                    }
+                };
+                self.service_duration
+                    .get_or_create(&ServiceStatusLabel {
+                        service,
+                        status: status.as_str().into(),
+                    })
+                    .observe(*seconds)
+            }
+        }
+    }
+
     pub fn set_amqp_connected(&self, connected: bool) {
         self.amqp_connected.set(i64::from(connected));
     }
@@ -340,6 +453,31 @@ impl Metrics {
         let waiting = u32::try_from(self.waiting.get()).ok();
         self.lag
             .set(crate::replication::lag_seconds(waiting, as_of, ctx.now));
+        self.deployment_blocked_on.clear();
+        let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
+        let mut stalled_ones: Vec<_> = incomplete
+            .iter()
+            .filter(|(_, progress)| *progress < stall_before)
+            .collect();
+        stalled_ones.sort_by_key(|(id, progress)| (*progress, *id));
+        for (id, _) in stalled_ones.into_iter().take(MAX_BLOCKED_ON_SERIES) {
+            let Some(blocked) =
+                query::deployment_report(&reader, *id, ctx)?.and_then(|report| report.blocked_on)
+            else {
+                continue;
+            };
+            let text = |n: Option<&audrey_core::Name>| n.map_or(String::new(), |n| n.to_string());
+            self.deployment_blocked_on
+                .get_or_create(&BlockedOnLabel {
+                    deployment: id.to_string(),
+                    reason: blocked.reason.as_str().into(),
+                    instance: blocked.instance.to_string(),
+                    assembly: text(blocked.assembly.as_ref()),
+                    service: text(blocked.service.as_ref()),
+                    summary: blocked.summary(),
+                })
+                .set(1);
+        }
         self.deployment_last_progress.clear();
         for (id, progress) in incomplete {
             self.deployment_last_progress
@@ -583,6 +721,94 @@ mod tests {
                     late_end.unix_seconds_f64()
                 ),
             ])
+        );
+    }
+
+    #[test]
+    fn a_stalled_deployment_exports_its_root_blocker_and_only_while_stalled() {
+        let (_dir, store) = open();
+        let mut cs = ConfigServerScript::new(SOURCE, 3);
+        // Every agent gives up: the deployment stays incomplete.
+        let events = cs.deployment(start(), &shape(1.0));
+        store.apply_batch(&events).unwrap();
+        let metrics = Metrics::new();
+        let blocked = |now: Timestamp| {
+            let text = metrics.scrape(&store, &ctx(now, 60.0)).unwrap();
+            text.lines()
+                .filter(|l| l.starts_with("audrey_deployment_blocked_on{"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let end = last_time(&events);
+        assert_eq!(blocked(end.plus_seconds(59.0)), Vec::<String>::new());
+        let series = blocked(end.plus_seconds(61.0));
+        assert_eq!(series.len(), 1, "{series:?}");
+        let line = &series[0];
+        assert!(
+            line.contains(&format!("deployment=\"{}\"", deployment_of(&events))),
+            "{line}"
+        );
+        assert!(line.contains("reason=\""), "{line}");
+        assert!(line.contains("summary=\"waiting for instance "), "{line}");
+        assert!(line.ends_with(" 1"), "{line}");
+        // The same later: the series does not change as time passes.
+        assert_eq!(blocked(end.plus_seconds(600.0)), series);
+    }
+
+    #[test]
+    fn completions_fill_the_duration_histograms_with_bounded_service_labels() {
+        use audrey_core::projection::Completion;
+        use audrey_core::{Name, Status};
+        let metrics = Metrics::new();
+        metrics.completed(&Completion::Deployment {
+            status: Status::Success,
+            seconds: 300.0,
+        });
+        metrics.completed(&Completion::Instance {
+            status: Status::Error,
+            seconds: 30.0,
+        });
+        for i in 0..super::MAX_SERVICE_LABELS + 10 {
+            metrics.completed(&Completion::Service {
+                name: Name::parse(&format!("service-{i}")).unwrap(),
+                status: Status::Success,
+                seconds: 2.0,
+            });
+        }
+        let (_dir, store) = open();
+        let text = metrics.scrape(&store, &ctx(start(), 60.0)).unwrap();
+        assert_eq!(
+            value(
+                &text,
+                "audrey_deployment_duration_seconds_count{status=\"success\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "audrey_deployment_duration_seconds_sum{status=\"success\"}"
+            ),
+            Some(300.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "audrey_instance_duration_seconds_count{status=\"error\"}"
+            ),
+            Some(1.0)
+        );
+        let services: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("audrey_service_configuration_duration_seconds_count{"))
+            .collect();
+        assert_eq!(services.len(), super::MAX_SERVICE_LABELS + 1);
+        assert_eq!(
+            value(
+                &text,
+                "audrey_service_configuration_duration_seconds_count{service=\"_other\",status=\"success\"}"
+            ),
+            Some(10.0)
         );
     }
 

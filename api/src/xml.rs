@@ -11,8 +11,8 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
 use audrey_core::query::{
-    AwaitedSource, ConfigServerState, DeploymentPage, DeploymentReport, InstanceReport,
-    ServiceReport,
+    AwaitedSource, BlockedOn, ConfigServerState, DeploymentPage, DeploymentReport, InstanceReport,
+    Seconds, ServiceReport,
 };
 use audrey_core::Timestamp;
 
@@ -87,6 +87,14 @@ impl Xml {
         self
     }
 
+    /// `<name>SECONDS</name>` (to the millisecond), only when there is one.
+    pub fn seconds(&mut self, name: &str, seconds: Option<Seconds>) -> &mut Self {
+        if let Some(seconds) = seconds {
+            self.text(name, &seconds.rounded().to_string());
+        }
+        self
+    }
+
     fn write(&mut self, event: Event<'_>) -> &mut Self {
         self.writer.write_event(event).expect("writing to memory");
         self
@@ -133,6 +141,7 @@ pub fn deployment(report: &DeploymentReport) -> Vec<u8> {
     }
     xml.time("completed", report.completed);
     xml.time("last-progress", report.last_progress);
+    xml.seconds("duration-seconds", report.duration_seconds);
     xml.start("instances", &[]);
     for i in &report.instances {
         let uuid = i.uuid.to_string();
@@ -160,11 +169,65 @@ pub fn deployment(report: &DeploymentReport) -> Vec<u8> {
         }
         xml.end("unresolved-dependencies");
     }
+    if let Some(blocked) = &report.blocked_on {
+        blocked_on(&mut xml, blocked);
+    }
     if !report.config_servers.is_empty() {
         config_server_list(&mut xml, &report.config_servers);
     }
     xml.end("deployment");
     xml.finish()
+}
+
+fn blocked_on(xml: &mut Xml, b: &BlockedOn) {
+    let instance = b.instance.to_string();
+    let mut attributes = vec![("instance", instance.as_str())];
+    if let Some(assembly) = &b.assembly {
+        attributes.push(("assembly", assembly.as_str()));
+    }
+    attributes.push(("reason", b.reason.as_str()));
+    if let Some(service) = &b.service {
+        attributes.push(("service", service.as_str()));
+    }
+    let code = b.return_code.map(|c| c.to_string());
+    if let Some(code) = &code {
+        attributes.push(("return-code", code.as_str()));
+    }
+    xml.start("blocked-on", &attributes);
+    xml.time("since", b.since);
+    xml.time("last-contacted", b.last_contacted);
+    xml.seconds("slower-than-peers-seconds", b.slower_than_peers_seconds);
+    xml.text("explanation", &b.explanation);
+    if !b.parameters.is_empty() {
+        xml.start("pending-return-parameters", &[]);
+        for p in &b.parameters {
+            xml.empty("return-parameter", &[("name", p.as_str())]);
+        }
+        xml.end("pending-return-parameters");
+    }
+    if !b.chain.is_empty() {
+        xml.start("chain", &[]);
+        for step in &b.chain {
+            let (instance, waits_for) = (step.instance.to_string(), step.waits_for.to_string());
+            let mut attributes = vec![("instance", instance.as_str())];
+            if let Some(assembly) = &step.assembly {
+                attributes.push(("assembly", assembly.as_str()));
+            }
+            attributes.push(("service", step.service.as_str()));
+            attributes.push(("parameter", step.parameter.as_str()));
+            attributes.push(("waits-for", waits_for.as_str()));
+            xml.empty("wait", &attributes);
+        }
+        xml.end("chain");
+    }
+    if !b.cycle.is_empty() {
+        xml.start("cycle", &[]);
+        for id in &b.cycle {
+            xml.empty("instance", &[("uuid", &id.to_string())]);
+        }
+        xml.end("cycle");
+    }
+    xml.end("blocked-on");
 }
 
 fn config_server_list(xml: &mut Xml, servers: &[ConfigServerState]) {
@@ -215,6 +278,7 @@ fn service_element(xml: &mut Xml, s: &ServiceReport, with_instance: bool) {
     if let Some(code) = s.completion_status {
         xml.text("completion-status", &code.to_string());
     }
+    xml.seconds("duration-seconds", s.duration_seconds);
     if !s.unresolved_service_parameters.is_empty() {
         xml.start("unresolved-service-parameters", &[]);
         for p in &s.unresolved_service_parameters {
@@ -247,6 +311,7 @@ pub fn instance(report: &InstanceReport) -> Vec<u8> {
     xml.time("first-contacted", report.first_contacted);
     xml.time("last-contacted", report.last_contacted);
     xml.time("completed", report.completed);
+    xml.seconds("duration-seconds", report.duration_seconds);
     if report.services.is_empty() {
         xml.empty("services", &[]);
     } else {
@@ -267,8 +332,9 @@ pub fn instance(report: &InstanceReport) -> Vec<u8> {
     xml.finish()
 }
 
-/// The deployments list; `status` is the filter as asked (`stalled` too).
-pub fn deployments(page: &DeploymentPage, status: Option<&str>) -> Vec<u8> {
+/// The deployments list; `status` is the filter as asked (`stalled` too),
+/// `sort` the order as asked.
+pub fn deployments(page: &DeploymentPage, status: Option<&str>, sort: Option<&str>) -> Vec<u8> {
     let mut xml = Xml::new();
     let (total, offset, limit) = (
         page.total.to_string(),
@@ -282,6 +348,9 @@ pub fn deployments(page: &DeploymentPage, status: Option<&str>) -> Vec<u8> {
     ];
     if let Some(status) = status {
         attributes.push(("status", status));
+    }
+    if let Some(sort) = sort {
+        attributes.push(("sort", sort));
     }
     if page.deployments.is_empty() {
         xml.empty("deployments", &attributes);
@@ -297,6 +366,7 @@ pub fn deployments(page: &DeploymentPage, status: Option<&str>) -> Vec<u8> {
         attributes.push(("status", d.status.as_str()));
         attributes.push(("stalled", if d.stalled { "true" } else { "false" }));
         xml.start("deployment", &attributes);
+        xml.time("started", d.started);
         xml.time("last-progress", d.last_progress);
         let c = d.instances;
         xml.empty(

@@ -322,6 +322,7 @@ impl Session<'_> {
             let now = Timestamp::now();
             let mut batch = AppliedBatch {
                 apply_duration: started.elapsed(),
+                completions: outcome.completions,
                 ..AppliedBatch::default()
             };
             for (event, outcome) in events.iter().map(Encoded::event).zip(&outcome.outcomes) {

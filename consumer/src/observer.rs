@@ -14,6 +14,9 @@ pub struct AppliedBatch {
     /// For each new event: seconds from its `time` to now (0 when a config
     /// server's clock runs ahead).
     pub lags_seconds: Vec<f64>,
+    /// What the batch completed: deployments, instances and service runs
+    /// with their durations (the histograms count them).
+    pub completions: Vec<audrey_core::projection::Completion>,
 }
 
 /// Receives the loop's reports. Implementations must be cheap: they run on

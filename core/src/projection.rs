@@ -20,7 +20,7 @@ use crate::contract::{
     Awaited, DeploymentEvent, Event, EventData, Heartbeat,
     InstanceRegistration as RegistrationEvent,
 };
-use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
+use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 use crate::rows::{
     ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, InstanceState,
     Service, Stamp, Tally,
@@ -41,12 +41,40 @@ pub enum Effect {
     InstanceInOtherDeployment,
 }
 
+/// Something that finished with an event: what the duration histograms
+/// count. Each is noted once, by the event that completes it (whatever
+/// the order the events came in), and again only for a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Every instance of the deployment completed: from the deployment's
+    /// first event to its latest.
+    Deployment { status: Status, seconds: f64 },
+    /// Every configured service of the instance ended: from its
+    /// registration to its latest configuration end.
+    Instance { status: Status, seconds: f64 },
+    /// A service's configuration run ended: from its start to its end.
+    Service {
+        name: Name,
+        status: Status,
+        seconds: f64,
+    },
+}
+
 /// Folds one event into the views.
 pub fn apply<V: ViewWrite>(views: &mut V, event: &Event) -> Result<Effect, V::Error> {
+    apply_noting(views, event, &mut Vec::new())
+}
+
+/// [`apply`], noting in `completions` what the event completed.
+pub fn apply_noting<V: ViewWrite>(
+    views: &mut V,
+    event: &Event,
+    completions: &mut Vec<Completion>,
+) -> Result<Effect, V::Error> {
     let stamp = Stamp::of(event);
     match event {
         Event::Heartbeat(heartbeat) => apply_heartbeat(views, heartbeat, stamp),
-        Event::Deployment(event) => apply_deployment_event(views, event, stamp),
+        Event::Deployment(event) => apply_deployment_event(views, event, stamp, completions),
     }
 }
 
@@ -74,11 +102,13 @@ fn apply_deployment_event<V: ViewWrite>(
     views: &mut V,
     event: &DeploymentEvent,
     stamp: Stamp,
+    completions: &mut Vec<Completion>,
 ) -> Result<Effect, V::Error> {
     let deployment = event.deployment;
     let mut p = Projector {
         views,
         deployments: BTreeMap::new(),
+        completions,
     };
     let row = p.deployment(deployment)?;
     if row.deleted.is_some() && !matches!(event.data, EventData::DeploymentDeleted) {
@@ -213,6 +243,49 @@ fn refresh(state: &mut InstanceState) {
     state.instance.completed = completed;
 }
 
+/// Each service's current run: (start, end) when it has both.
+fn runs(state: &InstanceState) -> BTreeMap<Name, (Stamp, Stamp)> {
+    state
+        .services
+        .values()
+        .filter_map(|s| Some((s.name.clone(), (s.started?, s.current_end()?.0))))
+        .collect()
+}
+
+/// Notes the runs and the instance completion that an update finished.
+fn note_completions(
+    state: &InstanceState,
+    before_runs: &BTreeMap<Name, (Stamp, Stamp)>,
+    was_completed: bool,
+    completions: &mut Vec<Completion>,
+) {
+    for (name, run) in runs(state) {
+        if before_runs.get(&name) != Some(&run) {
+            let service = &state.services[&name];
+            completions.push(Completion::Service {
+                status: service.status(),
+                seconds: seconds_between(run.0.time, run.1.time),
+                name,
+            });
+        }
+    }
+    let i = &state.instance;
+    if let (false, Some(done), Some(registration)) =
+        (was_completed, i.completed, i.registration.as_ref())
+    {
+        completions.push(Completion::Instance {
+            status: i.status,
+            seconds: seconds_between(registration.stamp.time, done),
+        });
+    }
+}
+
+/// Seconds from `from` to `to`, never negative (clocks of different
+/// machines may disagree).
+pub fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
+    ((to.nanos() as f64 - from.nanos() as f64) / 1e9).max(0.0)
+}
+
 /// The references of the configured services of an instance.
 fn references(state: &InstanceState) -> Vec<(InstanceId, Awaited)> {
     state
@@ -278,6 +351,8 @@ struct Projector<'v, V> {
     views: &'v mut V,
     /// Deployment rows touched: as read, and as they are becoming.
     deployments: BTreeMap<DeploymentId, (Option<Deployment>, Deployment)>,
+    /// What the event completed, for the duration histograms.
+    completions: &'v mut Vec<Completion>,
 }
 
 impl<V: ViewWrite> Projector<'_, V> {
@@ -325,8 +400,11 @@ impl<V: ViewWrite> Projector<'_, V> {
             let claimed = &mut claim.instance.claimed;
             *claimed = Some(claimed.map_or(stamp, |c| c.min(stamp)));
         }
+        let before_runs = runs(claim);
+        let was_completed = claim.instance.completed.is_some();
         f(claim);
         refresh(claim);
+        note_completions(claim, &before_runs, was_completed, self.completions);
         state.settle_ownership();
         self.commit_instance(id, before, Some(state))?;
         Ok(true)
@@ -519,6 +597,15 @@ impl<V: ViewWrite> Projector<'_, V> {
             }
             if let Some(before) = &before {
                 add_counts(&mut counts, &contribution(before), -1);
+            }
+            let was_completed = before.as_ref().is_some_and(Deployment::is_completed);
+            if !was_completed && after.is_completed() && after.deleted.is_none() {
+                if let (Some(first), Some(latest)) = (after.first_event, after.last_progress) {
+                    self.completions.push(Completion::Deployment {
+                        status: after.status(),
+                        seconds: seconds_between(first, latest),
+                    });
+                }
             }
             add_counts(&mut counts, &contribution(&after), 1);
             self.views.put_deployment(after)?;

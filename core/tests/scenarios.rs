@@ -41,7 +41,7 @@ fn wordpress_waits_for_mysql_ipaddress_then_both_complete() {
         d.unresolved_dependencies[1].awaited,
         AwaitedSource::Service(name("mysql"))
     );
-    let mysql = query::instance_report(&views, instance(MYSQL))
+    let mysql = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ fn wordpress_waits_for_mysql_ipaddress_then_both_complete() {
         d.unresolved_dependencies[0].parameter.as_str(),
         "mysql_done"
     );
-    let mysql = query::instance_report(&views, instance(MYSQL))
+    let mysql = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(mysql.first_contacted, Some(at(30)));
@@ -74,7 +74,7 @@ fn wordpress_waits_for_mysql_ipaddress_then_both_complete() {
     views.apply(&cs.provided(32, MYSQL, &["hostname"]));
     views.apply(&cs.started(33, MYSQL, "mysql"));
     views.apply(&cs.ended(40, MYSQL, "mysql", 0));
-    let mysql = query::instance_report(&views, instance(MYSQL))
+    let mysql = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(mysql.status, Status::Success);
@@ -90,7 +90,7 @@ fn wordpress_waits_for_mysql_ipaddress_then_both_complete() {
     views.apply(&cs.started(42, WORDPRESS, "http"));
     views.apply(&cs.ended(45, WORDPRESS, "http", 0));
     views.apply(&cs.started(46, WORDPRESS, "wordpress"));
-    let wp = query::service_report(&views, instance(WORDPRESS), &name("wordpress"))
+    let wp = query::service_report(&views, instance(WORDPRESS), &name("wordpress"), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(wp.status, Status::Incomplete);
@@ -117,7 +117,7 @@ fn service_status_comes_from_the_latest_run_by_event_time_not_arrival() {
     let succeeded = cs.ended(40, MYSQL, "mysql", 0);
     // Arrives newest first.
     let views = MemoryViews::from_events([&succeeded, &retry, &failed, &first_start, &reg]);
-    let s = query::service_report(&views, instance(MYSQL), &name("mysql"))
+    let s = query::service_report(&views, instance(MYSQL), &name("mysql"), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(s.status, Status::Success);
@@ -126,13 +126,13 @@ fn service_status_comes_from_the_latest_run_by_event_time_not_arrival() {
     assert_eq!(s.completion_status, Some(0));
     // Without the final end, the retry is under way: incomplete, no end shown.
     let views = MemoryViews::from_events([&retry, &failed, &first_start, &reg]);
-    let s = query::service_report(&views, instance(MYSQL), &name("mysql"))
+    let s = query::service_report(&views, instance(MYSQL), &name("mysql"), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(s.status, Status::Incomplete);
     assert_eq!(s.completion_status, None);
     let views = MemoryViews::from_events([&failed, &first_start, &reg]);
-    let s = query::service_report(&views, instance(MYSQL), &name("mysql"))
+    let s = query::service_report(&views, instance(MYSQL), &name("mysql"), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!((s.status, s.completion_status), (Status::Error, Some(3)));
@@ -165,7 +165,7 @@ fn a_failed_service_makes_instance_and_deployment_error_but_still_completes_and_
         .unwrap();
     assert_eq!(d.status, Status::Error);
     assert_eq!(d.completed, Some(at(9)));
-    let mysql = query::instance_report(&views, instance(MYSQL))
+    let mysql = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -181,7 +181,7 @@ fn an_instance_without_services_completes_once_contacted_with_all_parameters_pro
     let mut views = MemoryViews::new();
     views.apply(&cs.register(0, MYSQL, "mysql", &["ipaddress"], vec![]));
     let status = |v: &MemoryViews| {
-        query::instance_report(v, instance(MYSQL))
+        query::instance_report(v, instance(MYSQL), &ctx())
             .unwrap()
             .unwrap()
             .status
@@ -196,7 +196,7 @@ fn an_instance_without_services_completes_once_contacted_with_all_parameters_pro
     views.apply(&cs.provided(9, MYSQL, &["ipaddress"]));
     assert_eq!(status(&views), Status::Success);
     assert_eq!(
-        query::instance_report(&views, instance(MYSQL))
+        query::instance_report(&views, instance(MYSQL), &ctx())
             .unwrap()
             .unwrap()
             .completed,
@@ -258,7 +258,7 @@ fn re_registration_replaces_the_config_and_its_references() {
         vec![service("nginx", vec![])],
     );
     views.apply(&newer);
-    let wp = query::instance_report(&views, instance(WORDPRESS))
+    let wp = query::instance_report(&views, instance(WORDPRESS), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -300,11 +300,11 @@ fn deletion_removes_the_deployment_and_late_events_do_not_resurrect_it() {
     assert!(query::deployment_report(&views, deployment(BLOG), &ctx())
         .unwrap()
         .is_none());
-    assert!(query::instance_report(&views, instance(MYSQL))
+    assert!(query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .is_none());
     assert_eq!(views.apply(&late), Effect::DeploymentDeleted);
-    assert!(query::instance_report(&views, instance(MYSQL))
+    assert!(query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .is_none());
     assert_eq!(
@@ -419,7 +419,7 @@ fn an_instance_claimed_by_two_deployments_belongs_to_the_earliest_registration()
     );
     assert_eq!(views.counts, recount(&views));
 
-    let report = query::instance_report(&views, instance(MYSQL))
+    let report = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -448,7 +448,7 @@ fn an_instance_claimed_by_two_deployments_belongs_to_the_earliest_registration()
     let late = blog.contacted(20, MYSQL);
     assert_eq!(views.apply(&late), Effect::InstanceInOtherDeployment);
     views.apply(&other.deleted(30));
-    let report = query::instance_report(&views, instance(MYSQL))
+    let report = query::instance_report(&views, instance(MYSQL), &ctx())
         .unwrap()
         .unwrap();
     assert_eq!(

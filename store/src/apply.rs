@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use audrey_core::projection::{self, Effect};
+use audrey_core::projection::{self, Completion, Effect};
 use audrey_core::Event;
 
 use crate::db::{Db, CF_DEDUP, CF_EVENTS, CF_META};
@@ -72,9 +72,12 @@ pub enum EventOutcome {
 }
 
 /// The outcome of one synced batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
     pub outcomes: Vec<EventOutcome>,
+    /// What the batch's new events completed (live batches only): the
+    /// duration histograms count these.
+    pub completions: Vec<Completion>,
 }
 
 impl BatchOutcome {
@@ -118,6 +121,7 @@ pub(crate) fn apply_events(
     let mut outcomes = Vec::with_capacity(events.len());
     let mut writes = SortedWrites::default();
     let mut seen = HashSet::new();
+    let mut completions = Vec::new();
     for logged in events {
         let event = logged.event();
         if origin == Origin::Log {
@@ -137,7 +141,7 @@ pub(crate) fn apply_events(
             outcomes.push(EventOutcome::Duplicate);
             continue;
         }
-        let effect = projection::apply(&mut pending, event)?;
+        let effect = projection::apply_noting(&mut pending, event, &mut completions)?;
         let log_key = log_key(event);
         writes.put(CF_EVENTS, log_key.clone(), logged.log_bytes());
         writes.put(CF_DEDUP, dedup_key, log_key);
@@ -156,5 +160,8 @@ pub(crate) fn apply_events(
     }
     db.write(writes.into_batch(db), origin == Origin::Live)?;
     *recent = pending.committed();
-    Ok(BatchOutcome { outcomes })
+    Ok(BatchOutcome {
+        outcomes,
+        completions,
+    })
 }

@@ -92,8 +92,8 @@ fn rebuild_gives_the_views_built_live() {
     assert_eq!(query::counts(&store.reader()).unwrap(), expected.counts);
     for id in expected.instances.keys() {
         assert_eq!(
-            query::instance_report(&store.reader(), *id).unwrap(),
-            query::instance_report(&expected, *id).unwrap()
+            query::instance_report(&store.reader(), *id, &ctx()).unwrap(),
+            query::instance_report(&expected, *id, &ctx()).unwrap()
         );
     }
 }

@@ -24,9 +24,9 @@ pub fn assert_store_matches(store: &Store, expected: &MemoryViews, now: Timestam
         );
     }
     for id in expected.instances.keys() {
-        let Ok(report) = query::instance_report(expected, *id);
+        let Ok(report) = query::instance_report(expected, *id, &ctx);
         assert_eq!(
-            query::instance_report(&reader, *id).unwrap(),
+            query::instance_report(&reader, *id, &ctx).unwrap(),
             report,
             "instance {id}"
         );

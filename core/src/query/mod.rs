@@ -6,10 +6,12 @@
 //! completed) are computed here, since the deployment report reads every
 //! instance anyway to list them.
 
+mod blocker;
 mod report;
 
 use std::collections::HashMap;
 
+pub use blocker::span;
 pub use report::*;
 
 use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
@@ -25,6 +27,23 @@ pub fn deployment_page<V: ListDeployments>(
     limit: u64,
     ctx: &ReportContext,
 ) -> Result<DeploymentPage, V::Error> {
+    deployment_page_in(views, filter, DeploymentOrder::Uuid, offset, limit, ctx)
+}
+
+/// One page of the deployments list in `order`. Uuid order follows the
+/// index and stops at the page; the other orders visit every deployment
+/// the filter keeps (and, by age, read each one's row).
+pub fn deployment_page_in<V: ListDeployments>(
+    views: &V,
+    filter: DeploymentFilter,
+    order: DeploymentOrder,
+    offset: u64,
+    limit: u64,
+    ctx: &ReportContext,
+) -> Result<DeploymentPage, V::Error> {
+    if order != DeploymentOrder::Uuid {
+        return sorted_page(views, filter, order, offset, limit, ctx);
+    }
     let (status, stalled_only) = match filter {
         DeploymentFilter::All => (None, false),
         DeploymentFilter::Status(s) => (Some(s), false),
@@ -52,6 +71,60 @@ pub fn deployment_page<V: ListDeployments>(
     };
     let mut deployments = Vec::with_capacity(page.len());
     for id in page {
+        if let Some(row) = views.deployment(id)? {
+            deployments.push(DeploymentSummary::of(&row, ctx));
+        }
+    }
+    Ok(DeploymentPage {
+        total,
+        offset,
+        limit,
+        deployments,
+    })
+}
+
+fn sorted_page<V: ListDeployments>(
+    views: &V,
+    filter: DeploymentFilter,
+    order: DeploymentOrder,
+    offset: u64,
+    limit: u64,
+    ctx: &ReportContext,
+) -> Result<DeploymentPage, V::Error> {
+    let (status, stalled_only) = match filter {
+        DeploymentFilter::All => (None, false),
+        DeploymentFilter::Status(s) => (Some(s), false),
+        DeploymentFilter::Stalled => (Some(Status::Incomplete), true),
+    };
+    let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
+    let mut keys: Vec<(Option<Timestamp>, DeploymentId)> = Vec::new();
+    let mut ids = Vec::new();
+    views.deployments_with_status(status, &mut |id, progress| {
+        if stalled_only && progress.is_none_or(|p| p >= stall_before) {
+            return Ok(true);
+        }
+        match order {
+            DeploymentOrder::Progress => keys.push((progress, id)),
+            _ => ids.push(id),
+        }
+        Ok(true)
+    })?;
+    if order == DeploymentOrder::Age {
+        for id in ids {
+            let started = views.deployment(id)?.and_then(|d| d.first_event);
+            keys.push((started, id));
+        }
+    }
+    // Oldest first; a deployment without a time yet (none of its events
+    // carried one that counts) goes last.
+    keys.sort_by_key(|(t, id)| (t.is_none(), *t, *id));
+    let total = keys.len() as u64;
+    let mut deployments = Vec::new();
+    for (_, id) in keys
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+    {
         if let Some(row) = views.deployment(id)? {
             deployments.push(DeploymentSummary::of(&row, ctx));
         }
@@ -143,6 +216,26 @@ pub fn deployment_report<V: ViewRead>(
             }
         }
     }
+    let missing_instances: Vec<InstanceId> = members
+        .iter()
+        .filter(|s| s.instance.expected && s.instance.registration.is_none())
+        .map(|s| s.instance.uuid)
+        .collect();
+    let blocked_on = if d.status() == Status::Success {
+        None
+    } else {
+        blocker::blocked_on(
+            &members,
+            &unresolved,
+            &sources.seen,
+            &missing_instances,
+            ctx.now,
+        )
+    };
+    let completed = completed.flatten();
+    let duration_seconds = d
+        .first_event
+        .map(|first| Seconds::between(first, completed.unwrap_or(ctx.now)));
     let mut config_servers = Vec::new();
     for source in &d.sources {
         let heard = views
@@ -165,13 +258,10 @@ pub fn deployment_report<V: ViewRead>(
         status: d.status(),
         stalled: d.is_stalled(ctx.now, ctx.stall_after_seconds),
         registered: registered.flatten(),
-        missing_instances: members
-            .iter()
-            .filter(|s| s.instance.expected && s.instance.registration.is_none())
-            .map(|s| s.instance.uuid)
-            .collect(),
-        completed: completed.flatten(),
+        missing_instances,
+        completed,
         last_progress: d.last_progress,
+        duration_seconds,
         instances: members
             .iter()
             .map(|s| InstanceSummary {
@@ -181,6 +271,7 @@ pub fn deployment_report<V: ViewRead>(
             })
             .collect(),
         unresolved_dependencies: unresolved,
+        blocked_on,
         config_servers,
     }))
 }
@@ -189,6 +280,7 @@ pub fn deployment_report<V: ViewRead>(
 pub fn instance_report<V: ViewRead>(
     views: &V,
     id: InstanceId,
+    ctx: &ReportContext,
 ) -> Result<Option<InstanceReport>, V::Error> {
     let Some(state) = views.instance(id)? else {
         return Ok(None);
@@ -196,18 +288,21 @@ pub fn instance_report<V: ViewRead>(
     let mut sources = SourceCache::new(views);
     let mut services = Vec::new();
     for service in state.visible_services() {
-        services.push(service_of(service, &mut sources)?);
+        services.push(service_of(service, &mut sources, ctx)?);
     }
     let i = &state.instance;
+    let registered = i.registration.as_ref().map(|r| r.stamp.time);
     Ok(Some(InstanceReport {
         uuid: i.uuid,
         deployment: i.deployment,
         assembly: i.registration.as_ref().map(|r| r.assembly.clone()),
         status: i.status,
-        registered: i.registration.as_ref().map(|r| r.stamp.time),
+        registered,
         first_contacted: i.first_contacted,
         last_contacted: i.last_contacted,
         completed: i.completed,
+        duration_seconds: registered
+            .map(|from| Seconds::between(from, i.completed.unwrap_or(ctx.now))),
         services,
         pending_return_parameters: i.pending_return_parameters().into_iter().cloned().collect(),
     }))
@@ -218,6 +313,7 @@ pub fn service_report<V: ViewRead>(
     views: &V,
     instance: InstanceId,
     name: &Name,
+    ctx: &ReportContext,
 ) -> Result<Option<ServiceReport>, V::Error> {
     let Some(state) = views.instance(instance)? else {
         return Ok(None);
@@ -229,7 +325,7 @@ pub fn service_report<V: ViewRead>(
     else {
         return Ok(None);
     };
-    service_of(service, &mut SourceCache::new(views)).map(Some)
+    service_of(service, &mut SourceCache::new(views), ctx).map(Some)
 }
 
 /// Every config server heard from lately, and whether it is running.
@@ -253,15 +349,19 @@ pub fn counts<V: ViewRead>(views: &V) -> Result<Counts, V::Error> {
 fn service_of<V: ViewRead>(
     service: &Service,
     sources: &mut SourceCache<'_, V>,
+    ctx: &ReportContext,
 ) -> Result<ServiceReport, V::Error> {
     let end = service.current_end();
+    let started = service.started.map(|s| s.time);
     Ok(ServiceReport {
         name: service.name.clone(),
         instance: service.instance,
         status: service.status(),
-        configuration_started: service.started.map(|s| s.time),
+        configuration_started: started,
         configuration_ended: end.map(|(s, _)| s.time),
         completion_status: end.map(|(_, code)| code),
+        duration_seconds: started
+            .map(|from| Seconds::between(from, end.map_or(ctx.now, |(stamp, _)| stamp.time))),
         unresolved_service_parameters: sources
             .unresolved(service)?
             .into_iter()

@@ -1,7 +1,11 @@
 //! The reports, as plain data: the API renders them as the Audrey XML or
 //! as JSON.
 
+use std::hash::{Hash, Hasher};
+
 use serde::{Serialize, Serializer};
+
+pub use super::blocker::{BlockReason, BlockedOn, WaitStep};
 
 use crate::contract::Awaited;
 use crate::domain::{
@@ -60,8 +64,60 @@ pub(crate) fn rfc3339<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::O
     }
 }
 
+/// A duration in seconds, to the millisecond. For what is still running
+/// it depends on when the report is asked for, so it is left out of the
+/// report's [`fingerprint`] (the state an ETag names): the timestamps it
+/// derives from are in it.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    pub fn between(from: Timestamp, to: Timestamp) -> Self {
+        Seconds(crate::projection::seconds_between(from, to))
+    }
+
+    /// Rounded to the millisecond, as written in the reports.
+    pub fn rounded(self) -> f64 {
+        (self.0 * 1000.0).round() / 1000.0
+    }
+}
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.rounded())
+    }
+}
+
+impl Hash for Seconds {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+/// A stable digest of the state a report shows: equal for equal states on
+/// every replica running the same build, and unchanged while only the
+/// clock moves (a running service's duration so far). What the ETag names.
+pub fn fingerprint(report: &impl Hash) -> u64 {
+    let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
+    report.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// FNV-1a as a [`Hasher`]: no random keys, so replicas agree.
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// A deployment, with its instances and what they wait for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct DeploymentReport {
     pub uuid: DeploymentId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,14 +133,21 @@ pub struct DeploymentReport {
     pub completed: Option<Timestamp>,
     #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
     pub last_progress: Option<Timestamp>,
+    /// From its first event to its completion, or until now while it is
+    /// not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<Seconds>,
     pub instances: Vec<InstanceSummary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved_dependencies: Vec<UnresolvedDependency>,
+    /// What it waits for at the root, unless it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_on: Option<BlockedOn>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_servers: Vec<ConfigServerState>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct InstanceSummary {
     pub uuid: InstanceId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +156,7 @@ pub struct InstanceSummary {
 }
 
 /// One reference parameter whose source has not been provided yet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct UnresolvedDependency {
     /// The waiting instance, service and parameter.
     pub instance: InstanceId,
@@ -106,7 +169,7 @@ pub struct UnresolvedDependency {
 }
 
 /// What a reference waits for on its source instance.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum AwaitedSource {
     /// A provided parameter (`<return-param-name>`).
     #[serde(rename = "source_parameter")]
@@ -126,7 +189,7 @@ impl From<&Awaited> for AwaitedSource {
 }
 
 /// An instance with all its services.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct InstanceReport {
     pub uuid: InstanceId,
     pub deployment: DeploymentId,
@@ -141,13 +204,17 @@ pub struct InstanceReport {
     pub last_contacted: Option<Timestamp>,
     #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
     pub completed: Option<Timestamp>,
+    /// From its registration to its completion, or until now while it is
+    /// registered and not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<Seconds>,
     pub services: Vec<ServiceReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending_return_parameters: Vec<Name>,
 }
 
 /// One service of one instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct ServiceReport {
     pub name: Name,
     pub instance: InstanceId,
@@ -160,11 +227,14 @@ pub struct ServiceReport {
     /// The return code of the current run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_status: Option<i32>,
+    /// How long the current run took, or has been running so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<Seconds>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved_service_parameters: Vec<UnresolvedParameter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct UnresolvedParameter {
     pub name: Name,
     pub source_instance: InstanceId,
@@ -173,7 +243,7 @@ pub struct UnresolvedParameter {
 }
 
 /// Whether a config server is running.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct ConfigServerState {
     pub source: Source,
     /// `running`, `down`, or `unknown` when it never sent a heartbeat.
@@ -203,13 +273,16 @@ impl ConfigServerState {
 }
 
 /// One line of the deployments list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct DeploymentSummary {
     pub uuid: DeploymentId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Name>,
     pub status: Status,
     pub stalled: bool,
+    /// The time of its first event: how old it is.
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub started: Option<Timestamp>,
     #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
     pub last_progress: Option<Timestamp>,
     #[serde(rename = "instance_counts")]
@@ -217,7 +290,7 @@ pub struct DeploymentSummary {
     pub unresolved_dependencies: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct InstanceCounts {
     pub total: i64,
     pub success: i64,
@@ -233,6 +306,7 @@ impl DeploymentSummary {
             name: d.name().cloned(),
             status: d.status(),
             stalled: d.is_stalled(ctx.now, ctx.stall_after_seconds),
+            started: d.first_event,
             last_progress: d.last_progress,
             instances: InstanceCounts {
                 total: counts.total(),
@@ -254,8 +328,20 @@ pub enum DeploymentFilter {
     Stalled,
 }
 
+/// The order of the deployments list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeploymentOrder {
+    /// By uuid: stable pages, and the cheapest (the index's order).
+    #[default]
+    Uuid,
+    /// Oldest first (by first event), ties by uuid.
+    Age,
+    /// Longest without progress first (by last progress), ties by uuid.
+    Progress,
+}
+
 /// A page of the deployments list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct DeploymentPage {
     pub total: u64,
     pub offset: u64,

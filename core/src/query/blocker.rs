@@ -1,0 +1,442 @@
+//! Why a deployment is not done: what it waits for at the root. The
+//! unresolved dependencies are followed from the instance furthest
+//! downstream, source by source, to an instance that waits for nothing
+//! (the root), or back to one already seen (a cycle); the root's own state
+//! says why it is not done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+
+use serde::Serialize;
+
+use super::report::{Seconds, UnresolvedDependency};
+use crate::domain::{InstanceId, Name, Status, Timestamp};
+use crate::projection::seconds_between;
+use crate::rows::{Instance, InstanceState, Service};
+
+/// What an unfinished deployment waits for at the root.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockedOn {
+    /// The instance at the root.
+    pub instance: InstanceId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<Name>,
+    pub reason: BlockReason,
+    /// The service the reason is about, when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Name>,
+    /// For a failed service: its return code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_code: Option<i32>,
+    /// For parameters not provided: the ones it was asked to provide and
+    /// has not (empty when only others' references wait on it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Name>,
+    /// When what the reason says began (a registration, a start, a failure).
+    #[serde(
+        serialize_with = "super::report::rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub since: Option<Timestamp>,
+    /// When the root's agent last contacted its config server.
+    #[serde(
+        serialize_with = "super::report::rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_contacted: Option<Timestamp>,
+    /// For a service running: the longest run of the deployment's other
+    /// services that ended, in seconds; set when this one has run longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slower_than_peers_seconds: Option<Seconds>,
+    /// The waits that lead to the root, from the instance furthest
+    /// downstream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<WaitStep>,
+    /// The instances of a dependency cycle, when the waits go round.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cycle: Vec<InstanceId>,
+    /// One line a person reads.
+    pub explanation: String,
+}
+
+/// The state it names, without what moves with the clock (the
+/// explanation's "ago", whether a run is slower than its peers yet).
+impl Hash for BlockedOn {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let BlockedOn {
+            instance,
+            assembly,
+            reason,
+            service,
+            return_code,
+            parameters,
+            since,
+            last_contacted,
+            slower_than_peers_seconds: _,
+            chain,
+            cycle,
+            explanation: _,
+        } = self;
+        (instance, assembly, reason, service, since, last_contacted).hash(h);
+        (return_code, parameters, chain, cycle).hash(h);
+    }
+}
+
+/// One wait on the way to the root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct WaitStep {
+    /// The waiting instance, and what of it waits.
+    pub instance: InstanceId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<Name>,
+    pub service: Name,
+    pub parameter: Name,
+    /// The instance it waits for.
+    pub waits_for: InstanceId,
+}
+
+/// Why the root is not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockReason {
+    /// A service failed: what waits on the instance will not resolve
+    /// unless the service is run again.
+    ServiceFailed,
+    /// The instances wait for each other.
+    Cycle,
+    /// A service started and has not ended.
+    ServiceRunning,
+    /// Conductor never posted its config (expected, or referenced).
+    NeverRegistered,
+    /// Registered, but its agent never contacted the config server.
+    NeverContacted,
+    /// Contacted, but a configured service was never started.
+    ServiceNotStarted,
+    /// Its services are done, but it has not provided parameters that
+    /// others wait for (or that it was asked to return).
+    ParametersNotProvided,
+}
+
+impl BlockReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockReason::ServiceFailed => "service-failed",
+            BlockReason::Cycle => "cycle",
+            BlockReason::ServiceRunning => "service-running",
+            BlockReason::NeverRegistered => "never-registered",
+            BlockReason::NeverContacted => "never-contacted",
+            BlockReason::ServiceNotStarted => "service-not-started",
+            BlockReason::ParametersNotProvided => "parameters-not-provided",
+        }
+    }
+}
+
+/// What is known of an instance the deployment waits on.
+enum Known<'a> {
+    /// One of the deployment's instances, with its services.
+    Member(&'a InstanceState),
+    /// An instance of another deployment (its row only).
+    Elsewhere(&'a Instance),
+    /// Nothing: never registered anywhere.
+    Unknown,
+}
+
+/// What the deployment of `members` waits for at the root, if it is not
+/// done. `unresolved` are its unresolved dependencies; `sources` the rows
+/// of the instances they wait on (members or not; absent: never seen).
+pub fn blocked_on(
+    members: &[InstanceState],
+    unresolved: &[UnresolvedDependency],
+    sources: &HashMap<InstanceId, Option<Instance>>,
+    missing: &[InstanceId],
+    now: Timestamp,
+) -> Option<BlockedOn> {
+    let by_id: HashMap<InstanceId, &InstanceState> =
+        members.iter().map(|s| (s.instance.uuid, s)).collect();
+    let known = |id: InstanceId| match by_id.get(&id) {
+        Some(state) => Known::Member(state),
+        None => match sources.get(&id) {
+            Some(Some(row)) => Known::Elsewhere(row),
+            _ => Known::Unknown,
+        },
+    };
+    // Waits: each waiting instance to the first (by uuid) of its sources.
+    let mut waits: BTreeMap<InstanceId, Vec<&UnresolvedDependency>> = BTreeMap::new();
+    for dependency in unresolved {
+        waits
+            .entry(dependency.instance)
+            .or_default()
+            .push(dependency);
+    }
+    let unfinished = members
+        .iter()
+        .filter(|s| s.instance.status != Status::Success || s.instance.completed.is_none())
+        .map(|s| s.instance.uuid);
+    // A failed service blocks for good: it comes first.
+    let failed = members.iter().find(|s| s.instance.status == Status::Error);
+    let start = match failed {
+        Some(state) => Some(state.instance.uuid),
+        None => {
+            // Furthest downstream: an unfinished instance nobody waits on,
+            // preferring one that waits itself (the longest chain).
+            let waited_on: std::collections::HashSet<InstanceId> =
+                unresolved.iter().map(|d| d.source_instance).collect();
+            let mut candidates: Vec<InstanceId> = unfinished
+                .chain(missing.iter().copied())
+                .filter(|id| !waited_on.contains(id))
+                .collect();
+            candidates.sort_by_key(|id| (!waits.contains_key(id), *id));
+            candidates
+                .first()
+                .copied()
+                .or_else(|| waits.keys().next().copied())
+        }
+    }?;
+    let mut chain = Vec::new();
+    let mut seen = vec![start];
+    let mut at = start;
+    while let Some(next) = waits.get(&at).and_then(|w| w.first()) {
+        chain.push(WaitStep {
+            instance: at,
+            assembly: assembly(&known(at)),
+            service: next.service.clone(),
+            parameter: next.parameter.clone(),
+            waits_for: next.source_instance,
+        });
+        at = next.source_instance;
+        if let Some(from) = seen.iter().position(|id| *id == at) {
+            let cycle: Vec<InstanceId> = seen[from..].to_vec();
+            return Some(cycle_block(cycle, chain).explained(now));
+        }
+        seen.push(at);
+    }
+    Some(root_block(at, chain, known(at), members, now).explained(now))
+}
+
+impl BlockedOn {
+    fn at(instance: InstanceId, assembly: Option<Name>, reason: BlockReason) -> Self {
+        BlockedOn {
+            instance,
+            assembly,
+            reason,
+            service: None,
+            return_code: None,
+            parameters: Vec::new(),
+            since: None,
+            last_contacted: None,
+            slower_than_peers_seconds: None,
+            chain: Vec::new(),
+            cycle: Vec::new(),
+            explanation: String::new(),
+        }
+    }
+
+    fn explained(mut self, now: Timestamp) -> Self {
+        self.explanation = explain(&self, Some(now));
+        self
+    }
+
+    /// The explanation with timestamps instead of "ago": a text that stays
+    /// the same while nothing changes (a metric label, an alert's text).
+    pub fn summary(&self) -> String {
+        explain(self, None)
+    }
+}
+
+fn assembly(known: &Known<'_>) -> Option<Name> {
+    let row = match *known {
+        Known::Member(state) => &state.instance,
+        Known::Elsewhere(row) => row,
+        Known::Unknown => return None,
+    };
+    row.registration.as_ref().map(|r| r.assembly.clone())
+}
+
+/// `mysql (0b6a...)`, or the bare uuid when it has no assembly yet.
+fn named(id: InstanceId, assembly: &Option<Name>) -> String {
+    match assembly {
+        Some(a) => format!("{a} ({id})"),
+        None => id.to_string(),
+    }
+}
+
+fn cycle_block(cycle: Vec<InstanceId>, chain: Vec<WaitStep>) -> BlockedOn {
+    let first = chain
+        .iter()
+        .find(|s| cycle.contains(&s.instance))
+        .expect("a cycle has a step");
+    let mut block = BlockedOn::at(first.instance, first.assembly.clone(), BlockReason::Cycle);
+    block.chain = chain;
+    block.cycle = cycle;
+    block
+}
+
+fn root_block(
+    root: InstanceId,
+    chain: Vec<WaitStep>,
+    known: Known<'_>,
+    members: &[InstanceState],
+    now: Timestamp,
+) -> BlockedOn {
+    let mut block = BlockedOn::at(root, assembly(&known), BlockReason::NeverRegistered);
+    block.chain = chain;
+    let (row, services): (&Instance, Vec<&Service>) = match known {
+        Known::Unknown => return block,
+        Known::Member(state) => (&state.instance, state.visible_services()),
+        Known::Elsewhere(row) => (row, Vec::new()),
+    };
+    block.last_contacted = row.last_contacted;
+    let Some(registration) = &row.registration else {
+        return block;
+    };
+    if row.first_contacted.is_none() {
+        block.reason = BlockReason::NeverContacted;
+        block.since = Some(registration.stamp.time);
+        return block;
+    }
+    if let Some((service, (end, code))) = services
+        .iter()
+        .find_map(|s| s.current_end().filter(|(_, c)| *c != 0).map(|e| (s, e)))
+    {
+        block.reason = BlockReason::ServiceFailed;
+        block.service = Some(service.name.clone());
+        block.since = Some(end.time);
+        block.return_code = Some(code);
+        return block;
+    }
+    if let Some(service) = services
+        .iter()
+        .find(|s| s.started.is_some() && s.current_end().is_none())
+    {
+        let started = service.started.map(|s| s.time).expect("a started service");
+        let running = seconds_between(started, now);
+        block.reason = BlockReason::ServiceRunning;
+        block.service = Some(service.name.clone());
+        block.since = Some(started);
+        block.slower_than_peers_seconds = longest_ended_run(members)
+            .filter(|longest| running > *longest)
+            .map(Seconds);
+        return block;
+    }
+    if let Some(service) = services
+        .iter()
+        .find(|s| s.started.is_none() && s.is_configured())
+    {
+        block.reason = BlockReason::ServiceNotStarted;
+        block.service = Some(service.name.clone());
+        block.since = row.first_contacted;
+        return block;
+    }
+    block.reason = BlockReason::ParametersNotProvided;
+    block.parameters = row
+        .pending_return_parameters()
+        .into_iter()
+        .cloned()
+        .collect();
+    block
+}
+
+/// The line a person reads. With `now`, times are said as "14 min ago";
+/// without, as timestamps (a text that does not change as time passes).
+fn explain(b: &BlockedOn, now: Option<Timestamp>) -> String {
+    let when = |t: Timestamp| match now {
+        Some(now) => ago(t, now),
+        None => format!("at {}", t.to_rfc3339()),
+    };
+    let who = named(b.instance, &b.assembly);
+    let service = b.service.as_ref().map_or("", Name::as_str);
+    let since = b.since.map(when).unwrap_or_default();
+    let contact = match b.last_contacted {
+        Some(t) => format!("its agent last contacted {}", when(t)),
+        None => "its agent never contacted".into(),
+    };
+    match b.reason {
+        BlockReason::Cycle => {
+            let names: Vec<String> = b
+                .chain
+                .iter()
+                .filter(|s| b.cycle.contains(&s.instance))
+                .map(|s| named(s.instance, &s.assembly))
+                .collect();
+            format!(
+                "dependency cycle: {} wait for each other; none of them can finish",
+                names.join(" -> ")
+            )
+        }
+        BlockReason::NeverRegistered if b.last_contacted.is_none() => format!(
+            "waiting for instance {who}: never registered (Conductor has not posted its config)"
+        ),
+        BlockReason::NeverRegistered => format!(
+            "waiting for instance {who}: never registered (Conductor has not posted its config); {contact}"
+        ),
+        BlockReason::NeverContacted => format!(
+            "waiting for instance {who}: registered {since}, its agent never contacted the config server"
+        ),
+        BlockReason::ServiceFailed => format!(
+            "instance {who}: service {service} failed with return code {} {since}; what waits on it will not resolve unless it is run again; {contact}",
+            b.return_code.unwrap_or_default()
+        ),
+        BlockReason::ServiceRunning => {
+            let slower = match b.slower_than_peers_seconds {
+                Some(longest) => format!(
+                    " (longer than any other run of the deployment: the longest took {})",
+                    span(longest.0)
+                ),
+                None => String::new(),
+            };
+            format!(
+                "waiting for instance {who}: service {service} started {since}, never ended{slower}; {contact}"
+            )
+        }
+        BlockReason::ServiceNotStarted => {
+            format!("waiting for instance {who}: service {service} has not started; {contact}")
+        }
+        BlockReason::ParametersNotProvided if b.parameters.is_empty() => format!(
+            "waiting for instance {who}: it has not provided what others wait for; {contact}"
+        ),
+        BlockReason::ParametersNotProvided => {
+            let names: Vec<&str> = b.parameters.iter().map(Name::as_str).collect();
+            format!(
+                "waiting for instance {who}: it has not provided {}; {contact}",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// The longest run that ended, among the deployment's services.
+fn longest_ended_run(members: &[InstanceState]) -> Option<f64> {
+    members
+        .iter()
+        .flat_map(|s| s.services.values())
+        .filter_map(|s| {
+            let (end, _) = s.current_end()?;
+            let start = s.started?;
+            Some(seconds_between(start.time, end.time))
+        })
+        .reduce(f64::max)
+}
+
+/// `14 min ago`, `3 h ago`, `42 s ago`, `just now`.
+fn ago(t: Timestamp, now: Timestamp) -> String {
+    let seconds = seconds_between(t, now);
+    if seconds < 1.0 {
+        "just now".into()
+    } else {
+        format!("{} ago", span(seconds))
+    }
+}
+
+/// A span of seconds as people say it: `42 s`, `14 min`, `3 h`, `2 d`.
+pub fn span(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.0} h", s / 3600.0)
+    } else {
+        format!("{:.0} d", s / 86_400.0)
+    }
+}
