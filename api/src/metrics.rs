@@ -57,7 +57,9 @@ pub struct ServiceStatusLabel {
 pub struct BlockedOnLabel {
     pub deployment: String,
     pub reason: String,
-    pub instance: String,
+    /// The root instance. Not `instance`: Prometheus gives that name to the
+    /// scrape target (the replica).
+    pub root_instance: String,
     pub assembly: String,
     pub service: String,
     /// The one-line explanation, with timestamps (so the series does not
@@ -471,7 +473,7 @@ impl Metrics {
                 .get_or_create(&BlockedOnLabel {
                     deployment: id.to_string(),
                     reason: blocked.reason.as_str().into(),
-                    instance: blocked.instance.to_string(),
+                    root_instance: blocked.instance.to_string(),
                     assembly: text(blocked.assembly.as_ref()),
                     service: text(blocked.service.as_ref()),
                     summary: blocked.summary(),
