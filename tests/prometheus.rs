@@ -6,21 +6,19 @@
 //! intervals after it stops.
 
 mod common;
+mod monitoring;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use audrey_consumer::{Publisher, Topology};
 use audrey_core::memory::MemoryViews;
 use audrey_core::scenario::{ConfigServerScript, Shape};
 use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
+use monitoring::*;
 use serde_json::Value;
 
 const SOURCE: &str = "/configserver/cs-test";
-const JOB: &str = "audrey-reporting";
 /// The service's `--stall-after`, and the heartbeats' announced interval
 /// times the default tolerance (3 x 1 s).
 const STALL_AFTER: f64 = 3.0;
@@ -50,195 +48,6 @@ impl Drop for TopologyGuard {
         {
             rt.block_on(remove_topology(&self.0));
         }
-    }
-}
-
-/// The labels of one series.
-type Labels = BTreeMap<String, String>;
-
-/// A real Prometheus server in a child process, killed when dropped.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Scrapes `127.0.0.1:<target_port>` every second as job
-    /// `audrey-reporting` and evaluates the shipped alert rules.
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
-        assert!(rules.is_file(), "{} exists", rules.display());
-        let config = dir.path().join("prometheus.yml");
-        // JSON strings are valid YAML scalars: no quoting trouble with paths.
-        let quoted = |s: &str| serde_json::to_string(s).unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {rules}\n\
-                 scrape_configs:\n  - job_name: {JOB}\n    metrics_path: /metrics\n    \
-                 static_configs:\n      - targets: [{target}]\n",
-                rules = quoted(rules.to_str().unwrap()),
-                target = quoted(&format!("127.0.0.1:{target_port}")),
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let log = dir.path().join("prometheus.log");
-        let child = Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("/usr/bin/prometheus runs (Debian package `prometheus`; ./dev installs it)");
-        Prometheus {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("prometheus exited with {status}; log:\n{}", self.log_text());
-            }
-            if get(self.port, "/-/ready", &[]).is_some_and(|r| r.status == 200) {
-                return;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "prometheus not ready after {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `data` of a successful API call; `Err` says why not.
-    fn api(&self, path: &str) -> Result<Value, String> {
-        let response = get(self.port, path, &[]).ok_or_else(|| format!("GET {path}: no answer"))?;
-        let body: Value = serde_json::from_slice(&response.body)
-            .map_err(|e| format!("GET {path}: {e}: {}", response.text()))?;
-        if response.status != 200 || body["status"] != "success" {
-            return Err(format!("GET {path}: {} {body}", response.status));
-        }
-        Ok(body["data"].clone())
-    }
-
-    /// An instant query: each series' labels and value.
-    fn query(&self, promql: &str) -> Result<Vec<(Labels, f64)>, String> {
-        let data = self.api(&format!("/api/v1/query?query={}", url_encode(promql)))?;
-        let mut out = Vec::new();
-        for series in data["result"].as_array().ok_or("no result")? {
-            let labels = series["metric"]
-                .as_object()
-                .ok_or("no labels")?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            out.push((labels, sample_value(&series["value"])?));
-        }
-        Ok(out)
-    }
-
-    /// The value of a query that selects exactly one series.
-    fn one(&self, promql: &str) -> Result<f64, String> {
-        match self.query(promql)?.as_slice() {
-            [(_, v)] => Ok(*v),
-            other => Err(format!("{promql}: {} series: {other:?}", other.len())),
-        }
-    }
-
-    /// Every stored sample (timestamp, value) of the one series `selector`
-    /// selects, over the last `range`.
-    fn samples(&self, selector: &str, range: &str) -> Result<Vec<(f64, f64)>, String> {
-        let promql = format!("{selector}[{range}]");
-        let data = self.api(&format!("/api/v1/query?query={}", url_encode(&promql)))?;
-        let result = data["result"].as_array().ok_or("no result")?;
-        let [series] = result.as_slice() else {
-            return Err(format!("{promql}: {} series", result.len()));
-        };
-        series["values"]
-            .as_array()
-            .ok_or("no values")?
-            .iter()
-            .map(|pair| Ok((pair[0].as_f64().ok_or("no timestamp")?, sample_value(pair)?)))
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `[timestamp, "value"]` as the API writes a sample.
-fn sample_value(pair: &Value) -> Result<f64, String> {
-    pair[1]
-        .as_str()
-        .ok_or_else(|| format!("no value in {pair}"))?
-        .parse()
-        .map_err(|e| format!("{pair}: {e}"))
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Polls `check` until it gives a value; panics with its last complaint
-/// (and `context`) after `timeout`.
-fn wait_for<T>(
-    timeout: Duration,
-    what: &str,
-    context: impl Fn() -> String,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let started = Instant::now();
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(why) if started.elapsed() > timeout => {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}: {why}\n{}",
-                    context()
-                )
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
-/// `Ok` when `actual` is `expected`, else why not.
-fn expect(what: &str, actual: Result<f64, String>, expected: f64) -> Result<(), String> {
-    match actual {
-        Ok(v) if v == expected => Ok(()),
-        Ok(v) => Err(format!("{what} = {v}, want {expected}")),
-        Err(e) => Err(format!("{what}: {e}")),
     }
 }
 
@@ -276,7 +85,7 @@ fn prometheus_scrapes_what_the_events_imply() {
     let data = dir.path().join("data");
     let service = Service::start(&data, &topology, &["--stall-after", "3s"]);
     service.wait_ready(Duration::from_secs(60));
-    let mut prometheus = Prometheus::start(service.port);
+    let mut prometheus = Prometheus::start(&[service.port], &shipped_rules(), None);
     prometheus.wait_ready(Duration::from_secs(60));
     let context = || {
         format!(
@@ -535,25 +344,7 @@ fn prometheus_scrapes_what_the_events_imply() {
 
     // Every shipped rule loads and evaluates against these series.
     wait_for(WAIT, "every rule to evaluate", context, || {
-        let rules = prometheus.api("/api/v1/rules")?;
-        let mut names = BTreeSet::new();
-        for group in rules["groups"].as_array().ok_or("no groups")? {
-            for rule in group["rules"].as_array().ok_or("no rules")? {
-                let name = rule["name"].as_str().unwrap_or_default();
-                match rule["health"].as_str() {
-                    Some("ok") => {}
-                    Some("err") => panic!("rule {name} fails: {}", rule["lastError"]),
-                    other => return Err(format!("rule {name}: health {other:?}")),
-                }
-                names.insert(name.to_owned());
-            }
-        }
-        for needed in ["AudreyConfigServerDown", "AudreyDeploymentStalled"] {
-            if !names.contains(needed) {
-                return Err(format!("{needed} not loaded: {names:?}"));
-            }
-        }
-        Ok(())
+        prometheus.rules_healthy(&["AudreyConfigServerDown", "AudreyDeploymentStalled"])
     });
 
     // The config server stops beating.
