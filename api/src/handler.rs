@@ -221,7 +221,8 @@ const LONG_POLL_CLOCK_CHECK: Duration = Duration::from_secs(2);
 /// How long a long-poll lets a burst of batches settle before it looks.
 const LONG_POLL_COALESCE: Duration = Duration::from_millis(20);
 
-/// Takes `wait=` (a duration: `30s`, `2m`, bare seconds) out of the query.
+/// Takes `wait=` (a duration: `1500ms`, `30s`, `2m`, bare seconds) out of
+/// the query.
 fn long_poll(query: &str) -> Result<(String, Option<Duration>), ApiError> {
     let mut wait = None;
     let mut rest = Vec::new();
@@ -229,26 +230,53 @@ fn long_poll(query: &str) -> Result<(String, Option<Duration>), ApiError> {
         match pair.split_once('=') {
             Some(("wait", value)) => {
                 let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-                let parsed = value
-                    .parse::<audrey_core::domain::HumanDuration>()
-                    .ok()
-                    .map(|d| d.0)
-                    .filter(|d| *d <= MAX_LONG_POLL)
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            format!(
-                                "wait must be a duration (30s, 2m) of at most {} s",
-                                MAX_LONG_POLL.as_secs()
-                            ),
-                        )
-                    })?;
+                let parsed = parse_wait(&value).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "wait must be whole ms, s or m (1500ms, 30s, 2m) of at most {} s",
+                            MAX_LONG_POLL.as_secs()
+                        ),
+                    )
+                })?;
                 wait = Some(parsed);
             }
             _ => rest.push(pair),
         }
     }
     Ok((rest.join("&"), wait))
+}
+
+/// A `wait=` value: whole milliseconds (`ms`), seconds (`s`, or no unit)
+/// or minutes (`m`), at most [`MAX_LONG_POLL`]. Exactly what the OpenAPI
+/// document's pattern for it allows, no more (no fraction, no sign, no
+/// space, no compound `1m30s`), so the document can say what gets 400.
+fn parse_wait(text: &str) -> Option<Duration> {
+    let (digits, unit_ms) = if let Some(d) = text.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = text.strip_suffix('s') {
+        (d, 1000)
+    } else if let Some(d) = text.strip_suffix('m') {
+        (d, 60_000)
+    } else {
+        (text, 1000)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Leading zeros are allowed; past them, a value within the bound has
+    // at most 6 digits (300000ms).
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 6 {
+        return None;
+    }
+    let n: u64 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().ok()?
+    };
+    let wait = Duration::from_millis(n * unit_ms);
+    (wait <= MAX_LONG_POLL).then_some(wait)
 }
 
 /// Runs a route once: small reads on the request's task, the rest on the
@@ -851,6 +879,45 @@ mod tests {
     use audrey_core::scenario::{ConfigServerScript, Shape};
     use audrey_core::Timestamp;
     use audrey_store::Store;
+
+    /// `wait=` takes what the OpenAPI document's pattern allows, no more.
+    #[test]
+    fn wait_is_whole_ms_seconds_or_minutes_up_to_300_s() {
+        let ms = |n| Some(Duration::from_millis(n));
+        for (text, wait) in [
+            ("0", ms(0)),
+            ("30", ms(30_000)),
+            ("30s", ms(30_000)),
+            ("0300s", ms(300_000)),
+            ("1500ms", ms(1_500)),
+            ("300000ms", ms(300_000)),
+            ("000000000000000000001ms", ms(1)),
+            ("5m", ms(300_000)),
+            ("0m", ms(0)),
+        ] {
+            assert_eq!(parse_wait(text), wait, "{text}");
+        }
+        for text in [
+            "",
+            "s",
+            "ms",
+            "301",
+            "300001ms",
+            "6m",
+            "1h",
+            "1.5s",
+            "+5",
+            "-1",
+            " 5",
+            "5 ",
+            "1m30s",
+            "5ss",
+            "5sm",
+            "9999999999999999999999s",
+        ] {
+            assert_eq!(parse_wait(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn only_small_deployments_are_reported_on_the_requests_task() {

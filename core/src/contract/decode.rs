@@ -111,13 +111,13 @@ impl Event {
             }
         }
         for key in envelope.keys() {
-            let valid_extension = key.len() <= 20
+            let valid_extension = (1..=20).contains(&key.len())
                 && key
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if !KNOWN_ATTRIBUTES.contains(&key.as_str()) && !valid_extension {
                 return Err(DecodeError::NotCloudEvent(format!(
-                    "attribute name `{}` is not lowercase alphanumeric (at most 20)",
+                    "attribute name `{}` is not 1 to 20 lowercase letters and digits",
                     truncate(key)
                 )));
             }
@@ -208,6 +208,18 @@ fn instance_registered(data: &Obj<'_>, deployment: DeploymentId) -> Result<Event
                 &format!("services[{i}].name"),
                 &format!("repeats service `{}`", s.name),
             ));
+        }
+        // A service's parameters are named like its services are: once.
+        // The reports key what a parameter waits for by its name (the
+        // XSD's uniqueness constraints), so a repeat could not be shown.
+        let mut names = BTreeSet::new();
+        for (j, p) in s.parameters.iter().enumerate() {
+            if !names.insert(&p.name) {
+                return Err(data.invalid(
+                    &format!("services[{i}].parameters[{j}].name"),
+                    &format!("repeats parameter `{}` of service `{}`", p.name, s.name),
+                ));
+            }
         }
     }
     Ok(EventData::InstanceRegistered(InstanceRegistration {
@@ -664,6 +676,48 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("data.deployment.uuid"));
+    }
+
+    /// Found by `core/tests/fuzz.rs` and `api/tests/xml_safety.rs`: an
+    /// empty attribute name passed as an extension (the schema wants 1 to
+    /// 20 characters), and a service could name two parameters alike
+    /// (which no report can show: the XSD keys them by name).
+    #[test]
+    fn empty_attribute_names_and_repeated_parameters_are_refused() {
+        let mut v = contacted();
+        v[""] = json!("x");
+        let err = decode(&v).unwrap_err();
+        assert_eq!(err.reason(), "not_cloudevent", "{err}");
+        v.as_object_mut().unwrap().remove("");
+        v["a1"] = json!("x");
+        assert!(decode(&v).is_ok(), "a 2-character extension is fine");
+
+        let mut v = json!({
+            "specversion": "1.0", "id": "e3", "source": "/cs",
+            "type": "org.aeolusproject.audrey.instance.registered",
+            "time": "2026-11-25T14:00:00Z", "deployment": DEPLOYMENT,
+            "data": {
+                "deployment": {"uuid": DEPLOYMENT, "name": "blog"},
+                "instance": {"uuid": INSTANCE, "assembly": "wordpress"},
+                "provided_parameters": [],
+                "services": [
+                    {"name": "mysql", "parameters": [{"name": "a", "kind": "static"}]},
+                    {"name": "wordpress", "parameters": [
+                        {"name": "a", "kind": "parameter-reference", "assembly": INSTANCE, "parameter": "ip"},
+                        {"name": "a", "kind": "service-reference", "assembly": INSTANCE, "service": "mysql"}
+                    ]}
+                ]
+            }
+        });
+        let err = decode(&v).unwrap_err();
+        assert_eq!(err.reason(), "invalid_field", "{err}");
+        assert!(
+            err.to_string()
+                .contains("data.services[1].parameters[1].name"),
+            "{err}"
+        );
+        v["data"]["services"][1]["parameters"][1]["name"] = json!("b");
+        assert!(decode(&v).is_ok(), "one name per service, not per instance");
     }
 
     #[test]
