@@ -156,6 +156,18 @@ async fn answer(
             format!("{method} is not allowed here: use GET or HEAD"),
         )));
     }
+    if let Route::Ui(asset) = route {
+        // The page's own files: no data in them, so no token; any Accept.
+        let body = asset.body.to_vec();
+        let etag = Some(crate::ui::etag(asset));
+        return Ok((
+            label,
+            Answer {
+                etag,
+                ..Answer::plain(asset.content_type, body)
+            },
+        ));
+    }
     if route.is_report() {
         authorize(headers, state.settings.api_token.as_deref()).map_err(fail)?;
     }
@@ -475,6 +487,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
         Route::Checkpoint | Route::CheckpointFile(..) => {
             unreachable!("answered before: they wait or stream")
         }
+        Route::Ui(_) => unreachable!("answered before: static files"),
     }
 }
 

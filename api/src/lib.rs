@@ -9,6 +9,7 @@
 //! - [`metrics`]: `/metrics`, pipeline counters and view counts.
 //! - [`replication`]: what a replica serves its peers (how far behind it
 //!   is, barriers, checkpoints of its store).
+//! - [`ui`]: the HTML view under `/ui/`, static files compiled in.
 //!
 //! It reads the views through `audrey_core::query` and knows nothing of
 //! AMQP: the binary tells it whether the consumer is connected.
@@ -18,6 +19,7 @@ pub mod handler;
 pub mod metrics;
 pub mod replication;
 pub mod routes;
+pub mod ui;
 pub mod xml;
 
 use std::convert::Infallible;

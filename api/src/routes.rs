@@ -34,6 +34,8 @@ pub enum Route {
     /// `/replication/checkpoint/{name}/{file}?offset=`: a chunk of one file
     /// of a checkpoint.
     CheckpointFile(String, String),
+    /// `/ui/{file}` (`/ui` and `/ui/`: the page): the HTML view's files.
+    Ui(&'static crate::ui::Asset),
 }
 
 /// Why a path names no endpoint.
@@ -58,13 +60,14 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::Checkpoint => "/replication/checkpoint",
             Route::CheckpointFile(..) => "/replication/checkpoint/{name}/{file}",
+            Route::Ui(_) => "/ui/{file}",
         }
     }
 
     /// Whether the route is behind the optional token: the reports, and
     /// the checkpoints (the whole store) above all.
     pub fn is_report(&self) -> bool {
-        !matches!(self, Route::Health | Route::Metrics)
+        !matches!(self, Route::Health | Route::Metrics | Route::Ui(_))
     }
 
     /// Whether answering reads a bounded handful of rows (an instance or
@@ -105,6 +108,8 @@ impl Route {
                 Ok(Route::Service(instance_id(id)?, service_name(name)?))
             }
             ["replication", "checkpoint"] => Ok(Route::Checkpoint),
+            ["ui"] => Ok(Route::Ui(crate::ui::index())),
+            ["ui", file] => crate::ui::asset(file).map(Route::Ui).ok_or_else(not_found),
             ["replication", "checkpoint", name, file] => {
                 let (name, file) = (decode(name)?, decode(file)?);
                 if !is_plain_name(&name) || !is_plain_name(&file) {
@@ -197,6 +202,30 @@ mod tests {
             Route::parse(&format!("/reports/instance/{U}/service/../../etc/passwd")),
             Err(RouteError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn the_page_is_its_files_only_and_needs_no_token() {
+        for path in ["/ui", "/ui/", "/ui/index.html"] {
+            assert_eq!(
+                Route::parse(path).unwrap(),
+                Route::Ui(crate::ui::index()),
+                "{path}"
+            );
+        }
+        let script = Route::parse("/ui/app.js").unwrap();
+        assert!(matches!(script, Route::Ui(a) if a.name == "app.js"));
+        assert!(!script.is_report());
+        for path in [
+            "/ui/nothing.js",
+            "/ui/../reports/deployments",
+            "/ui/a/app.js",
+        ] {
+            assert!(
+                matches!(Route::parse(path), Err(RouteError::NotFound(_))),
+                "{path}"
+            );
+        }
     }
 
     proptest::proptest! {
