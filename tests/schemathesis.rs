@@ -8,9 +8,12 @@
 //! `schemas/reports.xsd`, with the root element its operation calls for.
 //!
 //! Four runs: with the ids of what simulate published (the reports answer
-//! 200) and with ids schemathesis makes up (malformed ones included), each
-//! asking for JSON and for XML. Without python3, schemathesis or xmllint
-//! the test fails, saying what to install.
+//! 200; the deployment is an unfinished one, so `blocked_on` is checked
+//! too) and with ids schemathesis makes up (malformed ones included), each
+//! asking for JSON and for XML; about 850 requests each, a minute or two in
+//! all. The hooks keep `If-None-Match: *` out of long-polls (it would hold
+//! a request the whole `wait`, as documented). Without python3,
+//! schemathesis or xmllint the test fails, saying what to install.
 
 mod common;
 
