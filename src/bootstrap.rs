@@ -23,6 +23,8 @@ use tracing::{info, warn};
 
 use audrey_consumer::{Broker, Publisher, Topology};
 
+use crate::http_client;
+
 /// What the checkpoint request answers.
 #[derive(Debug, Deserialize)]
 struct Manifest {
@@ -72,8 +74,15 @@ pub async fn from_peer(
     topology: &Topology,
     peer: &str,
     token: Option<&str>,
+    ca_file: Option<&Path>,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
+    // A CA file that cannot be read is a mistake to say now, not a retry.
+    let agent = http_client::agent(
+        ca_file,
+        http_client::Statuses::AreErrors,
+        Some(Duration::from_secs(180)),
+    )?;
     let connection = broker.connect("audrey-reporting-bootstrap").await?;
     let channel = connection.create_channel().await?;
     topology
@@ -90,14 +99,15 @@ pub async fn from_peer(
     let _ = publisher.close().await;
     info!(peer, barrier, "fetching a checkpoint of the peer's store");
     loop {
-        let (peer, token, data_dir, barrier) = (
+        let (agent, peer, token, data_dir, barrier) = (
+            agent.clone(),
             peer.to_owned(),
             token.map(str::to_owned),
             data_dir.to_owned(),
             barrier.clone(),
         );
         let fetched = tokio::task::spawn_blocking(move || {
-            fetch(&peer, token.as_deref(), &barrier, &data_dir)
+            fetch(&agent, &peer, token.as_deref(), &barrier, &data_dir)
         })
         .await?;
         match fetched {
@@ -116,11 +126,13 @@ pub async fn from_peer(
 /// One attempt: the manifest, then each file in chunks, into a directory
 /// beside `data_dir` that replaces it once complete. Returns the bytes
 /// fetched.
-fn fetch(peer: &str, token: Option<&str>, barrier: &str, data_dir: &Path) -> anyhow::Result<u64> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(180)))
-        .build()
-        .into();
+fn fetch(
+    agent: &ureq::Agent,
+    peer: &str,
+    token: Option<&str>,
+    barrier: &str,
+    data_dir: &Path,
+) -> anyhow::Result<u64> {
     let get = |url: &str| {
         let mut request = agent.get(url);
         if let Some(token) = token {

@@ -192,6 +192,17 @@ pub struct ServeArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "AUDREY_LISTEN", default_value = audrey_api::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key. Unset: plain HTTP.
+    #[arg(long, env = "AUDREY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "AUDREY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https:// --bootstrap-from
+    /// peer, instead of the public web's roots.
+    #[arg(long, env = "AUDREY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Most events applied in one synced RocksDB batch.
     #[arg(long, env = "AUDREY_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
@@ -323,6 +334,10 @@ pub struct WaitArgs {
     /// The service's --api-token, when it has one.
     #[arg(long, env = "AUDREY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// --url, instead of
+    /// the public web's roots.
+    #[arg(long, env = "AUDREY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// One line for people, or one JSON object (with the last report) for scripts.
     #[arg(long, value_enum, default_value = "text")]
     pub format: WaitFormat,

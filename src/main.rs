@@ -8,11 +8,13 @@
 //!
 //! Here: [`cli`] (the command line), [`serve`] (the service, and
 //! [`bootstrap`], how a replica starts from a peer), [`tools`] (rebuild,
-//! export, import), [`simulate`], [`wait`], [`logging`].
+//! export, import), [`simulate`], [`wait`], [`logging`], and [`http_client`], the HTTP(S)
+//! client of `wait` and the bootstrap.
 #![forbid(unsafe_code)]
 
 mod bootstrap;
 mod cli;
+mod http_client;
 mod logging;
 mod serve;
 mod simulate;

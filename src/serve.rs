@@ -80,27 +80,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             api_token: args.api_token.clone(),
         },
     ));
+    // A certificate that cannot be used is said before anything listens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            audrey_api::tls::server_config(cert, key)
+                .context("setting up HTTPS (--tls-cert, --tls-key)")?,
+        ),
+        _ => None,
+    };
     let listener = audrey_api::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving reports");
+    info!(listen = %listener.local_addr()?, https = tls.is_some(), data_dir = %args.data.data_dir.display(), "serving reports");
 
     let (stop, stopped) = watch::channel(false);
+    let stopping = Arc::clone(&state);
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down: finishing the batch in flight");
         let _ = stop.send(true);
+        // Long-polls answer now rather than hold the shutdown.
+        stopping.stop();
     });
 
     let mut api_stopped = stopped.clone();
     let stop_watch = stopped.clone();
-    let api = tokio::spawn(audrey_api::serve(
-        listener,
-        Arc::clone(&state),
-        async move {
-            let _ = api_stopped.wait_for(|s| *s).await;
-        },
-    ));
+    let api_shutdown = async move {
+        let _ = api_stopped.wait_for(|s| *s).await;
+    };
+    let api = match tls {
+        Some(config) => tokio::spawn(audrey_api::tls::serve(
+            listener,
+            Arc::clone(&state),
+            config,
+            api_shutdown,
+        )),
+        None => tokio::spawn(audrey_api::serve(
+            listener,
+            Arc::clone(&state),
+            api_shutdown,
+        )),
+    };
     let consumer = tokio::spawn(audrey_consumer::run(
         IngestConfig {
             broker,
@@ -158,7 +178,15 @@ async fn start_replica(
     };
     match (need, &args.bootstrap_from) {
         (Some(_), Some(peer)) => {
-            bootstrap::from_peer(broker, topology, peer, args.api_token.as_deref(), data_dir).await
+            bootstrap::from_peer(
+                broker,
+                topology,
+                peer,
+                args.api_token.as_deref(),
+                args.ca_file.as_deref(),
+                data_dir,
+            )
+            .await
         }
         (Some(bootstrap::Need::Gap), None) => anyhow::bail!(
             "this replica's queue {} is gone (deleted by the broker after --replica-queue-expires \

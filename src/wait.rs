@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::{WaitArgs, WaitFormat};
+use crate::http_client;
 
 /// What the wait ended with, and its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +79,17 @@ const RETRY: Duration = Duration::from_secs(1);
 pub fn run(args: &WaitArgs) -> ExitCode {
     let started = Instant::now();
     let deadline = started + args.timeout.0;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = match http_client::agent(
+        args.ca_file.as_deref(),
+        http_client::Statuses::AreAnswers,
+        None,
+    ) {
+        Ok(agent) => agent,
+        Err(error) => {
+            eprintln!("audrey-reporting wait: {error:#}");
+            return ExitCode::from(crate::USAGE_ERROR);
+        }
+    };
     let url = format!(
         "{}/reports/deployment/{}",
         args.url.trim_end_matches('/'),

@@ -205,6 +205,7 @@ async fn answer(
     let mut changes = state.subscribe_to_changes();
     let mut answer = compute(&route, &query, format, state).await.map_err(fail)?;
     while answer.status == StatusCode::OK
+        && !state.stopping()
         && answer
             .etag
             .as_deref()

@@ -9,6 +9,8 @@
 //! - [`metrics`]: `/metrics`, pipeline counters and view counts.
 //! - [`replication`]: what a replica serves its peers (how far behind it
 //!   is, barriers, checkpoints of its store).
+//! - [`tls`]: HTTPS (`--tls-cert`/`--tls-key`), the same routes behind
+//!   rustls.
 //! - [`ui`]: the HTML view under `/ui/`, static files compiled in.
 //!
 //! It reads the views through `audrey_core::query` and knows nothing of
@@ -19,6 +21,7 @@ pub mod handler;
 pub mod metrics;
 pub mod replication;
 pub mod routes;
+pub mod tls;
 pub mod ui;
 pub mod xml;
 
@@ -78,6 +81,9 @@ pub struct ApiState {
     pub replication: replication::Replication,
     /// Bumped after each batch applied: what long-polls (`?wait=`) wait on.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Set when the service shuts down: long-polls answer at once instead
+    /// of holding the shutdown for up to their `wait`.
+    stopping: AtomicBool,
 }
 
 impl ApiState {
@@ -89,7 +95,19 @@ impl ApiState {
             amqp_connected: AtomicBool::new(false),
             replication: replication::Replication::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// The service is shutting down: every long-poll answers now.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.views_changed();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The views changed (a batch was applied): long-polls look again.
