@@ -45,7 +45,8 @@ pub async fn remove_topology(topology: &Topology) {
     remove_topologies(AMQP_URL, std::slice::from_ref(topology)).await
 }
 
-/// Deletes queues and exchanges (whatever of them exists). A channel for
+/// Deletes queues and exchanges (whatever of them exists): a replica's
+/// (`Topology::replica`) also has the shared screening queue. A channel for
 /// each: a failed delete closes its channel.
 pub async fn remove_topologies(url: &str, topologies: &[Topology]) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
@@ -53,7 +54,11 @@ pub async fn remove_topologies(url: &str, topologies: &[Topology]) {
         return;
     };
     for topology in topologies {
-        for queue in [&topology.queue, &topology.dead_letter_queue] {
+        let screen = topology.replica.as_ref().map(|r| &r.screen_queue);
+        for queue in [&topology.queue, &topology.dead_letter_queue]
+            .into_iter()
+            .chain(screen)
+        {
             if let Ok(channel) = connection.create_channel().await {
                 let _ = channel
                     .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -96,4 +101,47 @@ pub async fn queue_state(url: &str, queue: &str) -> anyhow::Result<(u32, u32)> {
 /// delivered and unacknowledged).
 pub async fn ready_messages(queue: &str) -> anyhow::Result<u32> {
     Ok(queue_state(AMQP_URL, queue).await?.0)
+}
+
+/// Messages in a queue of the shared broker, ready and delivered but not
+/// yet acknowledged together, as `rabbitmqctl list_queues` counts them
+/// (AMQP's passive declare tells only the ready ones): 0 means every
+/// message put in the queue has been settled by its consumers.
+pub fn messages_held(queue: &str) -> anyhow::Result<u64> {
+    use anyhow::{anyhow, Context};
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages",
+            "--formatter",
+            "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running rabbitmqctl")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(anyhow!(
+            "rabbitmqctl list_queues: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    queue_messages_in(&text, queue)
+}
+
+/// The `messages` of `queue` in the JSON of `rabbitmqctl list_queues name
+/// messages --formatter json`.
+pub fn queue_messages_in(list_queues_json: &str, queue: &str) -> anyhow::Result<u64> {
+    use anyhow::{anyhow, Context};
+    let rows: serde_json::Value = serde_json::from_str(list_queues_json)
+        .with_context(|| format!("list_queues said {list_queues_json:?}"))?;
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["name"] == queue)
+        .and_then(|row| row["messages"].as_u64())
+        .ok_or_else(|| anyhow!("no queue {queue} with a message count in {list_queues_json}"))
 }

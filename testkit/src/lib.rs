@@ -8,10 +8,13 @@
 //! - [`compare`]: a store's reports against the pure projection's;
 //! - [`broker`]: the real broker with names of a test's own, removed when
 //!   done;
-//! - [`wait`]: free ports and polling until something is true.
+//! - [`wait`]: free ports and polling until something is true;
+//! - [`cluster`]: a RabbitMQ cluster of a test's own, whose nodes it can
+//!   kill and restart (`scripts/rabbitmq-cluster.sh`).
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod cluster;
 pub mod compare;
 pub mod http;
 pub mod metrics;

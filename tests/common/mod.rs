@@ -149,8 +149,24 @@ pub fn realistic_stream(
     deployments: usize,
     instances: usize,
 ) -> Vec<audrey_core::Event> {
+    realistic_stream_from(
+        Timestamp::now().plus_seconds(-600.0),
+        seed,
+        deployments,
+        instances,
+    )
+}
+
+/// [`realistic_stream`] starting at `start` (its last heartbeats are 590 s
+/// later): from an hour ago, every report stays the same while a test
+/// runs (config servers down, incomplete deployments stalled).
+pub fn realistic_stream_from(
+    start: Timestamp,
+    seed: u64,
+    deployments: usize,
+    instances: usize,
+) -> Vec<audrey_core::Event> {
     use audrey_core::scenario::{ConfigServerScript, Shape};
-    let start = Timestamp::now().plus_seconds(-600.0);
     let shape = Shape {
         instances,
         services_per_instance: 3,
