@@ -4,19 +4,21 @@
 //! buffered (up to `batch_size`): while one batch is being synced to disk
 //! the next one accumulates, so the fsync cost is shared by many events
 //! (group commit). A reader stage decodes the next batch while a writer
-//! stage applies the current one. Per round:
+//! thread applies the current one and an acknowledger settles the previous
+//! one. Per round:
 //!
 //! 1. decode every delivery and encode it for the log; an invalid one is
 //!    published to the dead-letter exchange with the reason in headers
 //!    (confirmed), or, if that fails, rejected without requeue so the
 //!    broker dead-letters it;
-//! 2. apply the valid ones to the store in one synced batch, on a blocking
+//! 2. apply the valid ones to the store in one synced batch, on the writer
 //!    thread (RocksDB calls block);
 //! 3. acknowledge everything up to the last delivery with one multiple-ack.
 //!
 //! Nothing is acknowledged before its batch is durable, so a crash at any
 //! point only leads to redelivery, which the store's dedup absorbs.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,8 +34,7 @@ use tracing::{info, warn};
 
 use audrey_core::contract::TrustedSources;
 use audrey_core::Timestamp;
-use audrey_store::EventOutcome;
-use audrey_store::{Encoded, Store};
+use audrey_store::{BatchOutcome, Encoded, EventOutcome, Store};
 
 use crate::connect::Broker;
 use crate::dead_letter::{DeadLetters, Settled};
@@ -185,10 +186,15 @@ impl Session<'_> {
             "AMQP connected; consuming"
         );
 
-        // Two stages, one batch apart: while the writer syncs batch N and
-        // acknowledges it, the reader decodes batch N+1. Batches and their
-        // acks stay in order; the first error ends both.
-        let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Prepared>(1);
+        // Three stages: while the writer thread syncs batch N, the reader
+        // decodes batch N+1 and the acknowledger settles batch N-1. The
+        // writer is a thread of its own that takes its next batch as soon as
+        // one is synced, never waiting on an acknowledgement or a tokio
+        // worker. Batches and their acks stay in order; the first error
+        // ends all three.
+        let (to_writer, from_reader) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let (to_acker, mut from_writer) = tokio::sync::mpsc::channel::<Applied>(2);
+        spawn_writer(Arc::clone(self.store), from_reader, to_acker)?;
         let this = &*self;
         let mut screen_stop = shutdown.clone();
         let mut depth_stop = shutdown.clone();
@@ -216,9 +222,9 @@ impl Session<'_> {
             drop(to_writer);
             Ok::<(), anyhow::Error>(())
         };
-        let writer = async {
-            while let Some(prepared) = from_reader.recv().await {
-                this.apply_and_ack(&channel, prepared).await?;
+        let acker = async {
+            while let Some(applied) = from_writer.recv().await {
+                this.settle(&channel, applied).await?;
             }
             Ok::<(), anyhow::Error>(())
         };
@@ -246,7 +252,7 @@ impl Session<'_> {
             self.observer,
             &mut depth_stop,
         );
-        tokio::try_join!(reader, writer, screening, depth)?;
+        tokio::try_join!(reader, acker, screening, depth)?;
         // Deliveries prefetched but not processed go back to the queue.
         let _ = channel.close(200, "shutting down".into()).await;
         let _ = connection.close(200, "shutting down".into()).await;
@@ -300,28 +306,26 @@ impl Session<'_> {
         })
     }
 
-    /// Applies a prepared batch in one synced write, then acknowledges
-    /// everything up to its last delivery.
-    async fn apply_and_ack(&self, channel: &Channel, prepared: Prepared) -> anyhow::Result<()> {
-        let Prepared {
-            events,
-            barriers,
-            last_settled_by_ack,
-        } = prepared;
-        if !events.is_empty() {
-            let store = Arc::clone(self.store);
-            let started = Instant::now();
-            let (outcome, events) =
-                tokio::task::spawn_blocking(move || (store.apply_batch(&events), events))
-                    .await
-                    .context("the batch writer panicked")?;
-            let outcome = outcome.map_err(|error| {
-                warn!(%error, events = events.len(), "batch failed; it will be redelivered");
-                anyhow!(error)
+    /// Reports a batch the writer applied, then acknowledges everything up
+    /// to its last delivery (only once the batch is durable).
+    async fn settle(&self, channel: &Channel, applied: Applied) -> anyhow::Result<()> {
+        let Applied {
+            prepared:
+                Prepared {
+                    events,
+                    barriers,
+                    last_settled_by_ack,
+                },
+            outcome,
+            apply_duration,
+        } = applied;
+        if let Some(outcome) = outcome {
+            let outcome = outcome.inspect_err(|error| {
+                warn!(error = %format!("{error:#}"), events = events.len(), "batch failed; it will be redelivered");
             })?;
             let now = Timestamp::now();
             let mut batch = AppliedBatch {
-                apply_duration: started.elapsed(),
+                apply_duration,
                 completions: outcome.completions,
                 ..AppliedBatch::default()
             };
@@ -351,6 +355,58 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// A batch through the writer: what the acknowledger settles.
+struct Applied {
+    /// The batch as the reader prepared it.
+    prepared: Prepared,
+    /// The store's outcome; `None` when the batch held no valid event
+    /// (only dead letters or barriers to settle).
+    /// A panic while applying is an error here too, so the session ends
+    /// (and reconnects) instead of losing its writer.
+    outcome: Option<anyhow::Result<BatchOutcome>>,
+    /// How long the synced write took.
+    apply_duration: Duration,
+}
+
+/// Starts the writer thread of one connection: applies each prepared batch
+/// in one synced write and hands it on to be acknowledged, until the reader
+/// stops or a batch fails (the acknowledger then ends the session).
+fn spawn_writer(
+    store: Arc<Store>,
+    mut from_reader: tokio::sync::mpsc::Receiver<Prepared>,
+    to_acker: tokio::sync::mpsc::Sender<Applied>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("audrey-writer".into())
+        .spawn(move || {
+            while let Some(prepared) = from_reader.blocking_recv() {
+                let started = Instant::now();
+                let outcome = (!prepared.events.is_empty()).then(|| {
+                    let apply = AssertUnwindSafe(|| store.apply_batch(&prepared.events));
+                    match std::panic::catch_unwind(apply) {
+                        Ok(outcome) => outcome.map_err(anyhow::Error::from),
+                        Err(_) => Err(anyhow!("the batch writer panicked")),
+                    }
+                });
+                let failed = matches!(outcome, Some(Err(_)));
+                let applied = Applied {
+                    prepared,
+                    outcome,
+                    apply_duration: started.elapsed(),
+                };
+                if to_acker.blocking_send(applied).is_err() || failed {
+                    break;
+                }
+            }
+            // The store first: once the acknowledger sees this thread gone,
+            // nothing here holds the store open.
+            drop(store);
+            drop(to_acker);
+        })
+        .context("starting the writer thread")?;
+    Ok(())
 }
 
 /// Counts the messages waiting in `queue` every [`QUEUE_DEPTH_EVERY`] until

@@ -108,6 +108,7 @@ fn apply_deployment_event<V: ViewWrite>(
     let mut p = Projector {
         views,
         deployments: BTreeMap::new(),
+        owners: BTreeMap::new(),
         completions,
     };
     let row = p.deployment(deployment)?;
@@ -183,7 +184,10 @@ fn apply_deployment_event<V: ViewWrite>(
     // Applied to a claim that another deployment owns: it shows nowhere.
     let mut effect = Effect::Applied;
     if let Some(instance) = event.data.instance() {
-        let owner = p.views.instance_row(instance)?.map(|i| i.deployment);
+        let owner = match p.owners.get(&instance) {
+            Some(owner) => *owner,
+            None => p.views.instance_row(instance)?.map(|i| i.deployment),
+        };
         if owner.is_some_and(|owner| owner != deployment) {
             effect = Effect::InstanceInOtherDeployment;
         }
@@ -351,6 +355,10 @@ struct Projector<'v, V> {
     views: &'v mut V,
     /// Deployment rows touched: as read, and as they are becoming.
     deployments: BTreeMap<DeploymentId, (Option<Deployment>, Deployment)>,
+    /// Who owns each instance this event put in place (`None`: gone), so
+    /// that telling whether the event shows needs no second read (a copy
+    /// of the instance row, on every event).
+    owners: BTreeMap<InstanceId, Option<DeploymentId>>,
     /// What the event completed, for the duration histograms.
     completions: &'v mut Vec<Completion>,
 }
@@ -432,13 +440,17 @@ impl<V: ViewWrite> Projector<'_, V> {
         match after.filter(|state| !state.is_forgotten()) {
             Some(state) => {
                 let now = Contribution::of(&state);
+                self.owners.insert(id, Some(now.owner));
                 self.deployment(now.owner)?.tally.add(&now.tally, 1);
                 for (source, awaited) in now.references {
                     *delta.entry((source, awaited, now.owner)).or_default() += 1;
                 }
                 self.views.put_instance(state)?;
             }
-            None => self.views.delete_instance(id)?,
+            None => {
+                self.owners.insert(id, None);
+                self.views.delete_instance(id)?
+            }
         }
         // Net change per source, so each source is written once.
         let mut by_source: BTreeMap<InstanceId, Vec<(Awaited, DeploymentId, i64)>> =

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
-use audrey_core::rows::{ConfigServer, Counts, Deployment, InstanceState};
+use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ViewRead, ViewWrite};
 
 use crate::codec::{encode, encode_instance};
@@ -44,9 +44,22 @@ pub(crate) struct Pending<'s> {
     /// same row skip RocksDB, and writing compares with them so that only
     /// what changed is written.
     committed_deployments: RefCell<HashMap<DeploymentId, Option<Deployment>>>,
-    committed_instances: RefCell<HashMap<InstanceId, Committed>>,
+    committed_instances: RefCell<HashMap<InstanceId, Before>>,
     /// Instances committed by earlier batches, decoded.
     recent: RefCell<RecentInstances>,
+}
+
+/// An instance as this batch found it committed.
+#[derive(Clone)]
+enum Before {
+    /// Read, and shared with the writer's memory of recent instances.
+    Read(Committed),
+    /// Handed over to the projection to change
+    /// ([`ViewWrite::take_instance`]) without a copy: only the deployments
+    /// that claimed it are kept, for the members index. A batch that
+    /// touches many instances spent a quarter of its time cloning them
+    /// (BENCHMARKS.md, scale).
+    Taken(Vec<DeploymentId>),
 }
 
 impl<'s> Pending<'s> {
@@ -76,8 +89,12 @@ impl<'s> Pending<'s> {
     }
 
     fn committed_instance(&self, id: InstanceId) -> Result<Committed, StoreError> {
-        if let Some(state) = self.committed_instances.borrow().get(&id) {
-            return Ok(state.clone());
+        match self.committed_instances.borrow().get(&id) {
+            Some(Before::Read(state)) => return Ok(state.clone()),
+            // Handed over and not put back yet: read again (the
+            // projection does not read an instance it holds).
+            Some(Before::Taken(_)) => return Ok(read_instance(self, id)?.map(Arc::new)),
+            None => {}
         }
         let remembered = self.recent.borrow_mut().get(id);
         let state = match remembered {
@@ -86,8 +103,29 @@ impl<'s> Pending<'s> {
         };
         self.committed_instances
             .borrow_mut()
-            .insert(id, state.clone());
+            .insert(id, Before::Read(state.clone()));
         Ok(state)
+    }
+
+    /// The committed instance, owned: moved out of the batch's and the
+    /// writer's memory when nothing else holds it, so that changing it
+    /// copies nothing.
+    fn take_committed_instance(
+        &mut self,
+        id: InstanceId,
+    ) -> Result<Option<InstanceState>, StoreError> {
+        let state = self.committed_instance(id)?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let claims = state.claim_deployments().collect();
+        self.committed_instances
+            .get_mut()
+            .insert(id, Before::Taken(claims));
+        self.recent.get_mut().remove(id);
+        Ok(Some(
+            Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone()),
+        ))
     }
 
     /// The instances as this batch leaves them, once it is written: what
@@ -95,10 +133,13 @@ impl<'s> Pending<'s> {
     pub(crate) fn committed(self) -> RecentInstances {
         let mut recent = self.recent.into_inner();
         let mut written = self.instances;
-        for (id, state) in self.committed_instances.into_inner() {
-            let state = match written.remove(&id) {
-                Some(written) => written.map(Arc::new),
-                None => state,
+        for (id, before) in self.committed_instances.into_inner() {
+            let state = match (written.remove(&id), before) {
+                (Some(written), _) => written.map(Arc::new),
+                (None, Before::Read(state)) => state,
+                // Taken and never put back (the batch failed half way):
+                // read again when needed.
+                (None, Before::Taken(_)) => continue,
             };
             recent.insert(id, state);
         }
@@ -125,20 +166,32 @@ impl<'s> Pending<'s> {
             batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
         }
         for (id, state) in &self.instances {
-            let before = self.committed_instance(*id)?;
-            if before.as_deref() == state.as_ref() {
-                continue;
-            }
             // A deployment's members are every instance it claims.
-            let claims = |s: Option<&InstanceState>| -> BTreeSet<DeploymentId> {
+            let claims = |s: Option<&InstanceState>| -> Vec<DeploymentId> {
                 s.map(|s| s.claim_deployments().collect())
                     .unwrap_or_default()
             };
-            let (was, is) = (claims(before.as_deref()), claims(state.as_ref()));
-            for gone in was.difference(&is) {
+            let taken = match self.committed_instances.borrow().get(id) {
+                Some(Before::Taken(claims)) => Some(claims.clone()),
+                _ => None,
+            };
+            // A row handed over is written back whether it changed or not:
+            // comparing would need the copy that handing over saves.
+            let was = match taken {
+                Some(claims) => claims,
+                None => {
+                    let before = self.committed_instance(*id)?;
+                    if before.as_deref() == state.as_ref() {
+                        continue;
+                    }
+                    claims(before.as_deref())
+                }
+            };
+            let is = claims(state.as_ref());
+            for gone in was.iter().filter(|d| !is.contains(d)) {
                 batch.delete(CF_MEMBERS, member_key(*gone, *id));
             }
-            for new in is.difference(&was) {
+            for new in is.iter().filter(|d| !was.contains(d)) {
                 batch.put(CF_MEMBERS, member_key(*new, *id), Vec::new());
             }
             match state {
@@ -175,6 +228,14 @@ impl ViewRead for Pending<'_> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.clone()),
             None => Ok(self.committed_instance(id)?.as_deref().cloned()),
+        }
+    }
+    /// Without copying the services (asked once per event: who owns the
+    /// instance it names).
+    fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        match self.instances.get(&id) {
+            Some(state) => Ok(state.as_ref().map(|s| s.instance.clone())),
+            None => Ok(self.committed_instance(id)?.map(|s| s.instance.clone())),
         }
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
@@ -222,14 +283,15 @@ impl ViewWrite for Pending<'_> {
         self.instances.insert(state.instance.uuid, Some(state));
         Ok(())
     }
-    /// Hands over the batch's own copy when it has one; otherwise a clone,
-    /// as [`ViewRead::instance`] gives (a deletion in this batch stays
-    /// recorded).
+    /// Hands over the batch's own copy when it has one, otherwise the
+    /// committed row itself, moved out of the writer's memory (a deletion
+    /// in this batch stays recorded).
     fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
-        if let Some(Some(_)) = self.instances.get(&id) {
-            return Ok(self.instances.remove(&id).flatten());
+        match self.instances.get(&id) {
+            Some(Some(_)) => Ok(self.instances.remove(&id).flatten()),
+            Some(None) => Ok(None),
+            None => self.take_committed_instance(id),
         }
-        self.instance(id)
     }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
         self.instances.insert(id, None);

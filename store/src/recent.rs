@@ -53,6 +53,13 @@ impl RecentInstances {
         Some(state)
     }
 
+    /// Forgets an instance: a batch took it to change (it comes back
+    /// with the batch's outcome).
+    pub(crate) fn remove(&mut self, id: InstanceId) {
+        self.current.remove(&id);
+        self.older.remove(&id);
+    }
+
     pub(crate) fn insert(&mut self, id: InstanceId, state: Committed) {
         if self.current.len() >= self.capacity && !self.current.contains_key(&id) {
             self.older = std::mem::take(&mut self.current);
