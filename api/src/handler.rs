@@ -11,6 +11,7 @@ use audrey_core::rows::fnv1a;
 use audrey_core::{Status, Timestamp};
 use audrey_store::StoreError;
 
+use crate::cache::{Key, Lookup, Rendered, Validity};
 use crate::routes::{Route, RouteError};
 use crate::{xml, ApiState};
 
@@ -28,7 +29,7 @@ const XML: &str = "application/xml; charset=utf-8";
 const JSON: &str = "application/json";
 
 /// The representation a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Xml,
     Json,
@@ -204,6 +205,9 @@ async fn answer(
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.subscribe_to_changes();
     let mut answer = compute(&route, &query, format, state).await.map_err(fail)?;
+    // The look the request began with does not count: the first change
+    // after it is looked at at once.
+    let mut looked = tokio::time::Instant::now() - LONG_POLL_COALESCE;
     while answer.status == StatusCode::OK
         && !state.stopping()
         && answer
@@ -213,13 +217,15 @@ async fn answer(
     {
         tokio::select! {
             _ = changes.changed() => {
-                // Coalesce a burst of batches into one look.
-                tokio::time::sleep(LONG_POLL_COALESCE).await;
+                // The first batch after a quiet spell is looked at at
+                // once; in a burst, at most one look per interval.
+                tokio::time::sleep_until(looked + LONG_POLL_COALESCE).await;
                 changes.borrow_and_update();
             }
             _ = tokio::time::sleep(LONG_POLL_CLOCK_CHECK) => {}
             _ = tokio::time::sleep_until(deadline) => break,
         }
+        looked = tokio::time::Instant::now();
         answer = compute(&route, &query, format, state).await.map_err(fail)?;
     }
     Ok((label, answer))
@@ -231,8 +237,10 @@ const MAX_LONG_POLL: Duration = Duration::from_secs(300);
 /// How often a long-poll looks again with no event at all: what changes
 /// with the clock alone (stalled, a config server down) shows this late.
 const LONG_POLL_CLOCK_CHECK: Duration = Duration::from_secs(2);
-/// How long a long-poll lets a burst of batches settle before it looks.
-const LONG_POLL_COALESCE: Duration = Duration::from_millis(20);
+/// The least time between two looks of one long-poll: in a burst of
+/// batches, a waiting reader computes its report at most 100 times a
+/// second (the first batch after a quiet spell is looked at at once).
+const LONG_POLL_COALESCE: Duration = Duration::from_millis(10);
 
 /// Takes `wait=` (a duration: `1500ms`, `30s`, `2m`, bare seconds) out of
 /// the query.
@@ -300,6 +308,9 @@ async fn compute(
     format: Format,
     state: &Arc<ApiState>,
 ) -> Result<Answer, ApiError> {
+    if let Some(key) = cache_key(route, format) {
+        return cached(key, route, format, state).await;
+    }
     let inline = match route {
         Route::Deployment(id) => is_small(state, *id),
         _ => route.reads_a_few_rows(),
@@ -321,6 +332,160 @@ async fn compute(
                 "internal error",
             ))
         })
+}
+
+/// The reports the cache keeps: deployment, instance and service reports.
+fn cache_key(route: &Route, format: Format) -> Option<Key> {
+    match route {
+        Route::Deployment(id) => Some(Key::Deployment(*id, format)),
+        Route::Instance(id) => Some(Key::Instance(*id, format)),
+        Route::Service(id, name) => Some(Key::Service(*id, name.clone(), format)),
+        _ => None,
+    }
+}
+
+/// A report through the cache ([`crate::cache`]): kept and still right,
+/// a copy with the latest watermark put in, no store read; else computed
+/// (on the request's task when small) and kept.
+async fn cached(
+    key: Key,
+    route: &Route,
+    format: Format,
+    state: &Arc<ApiState>,
+) -> Result<Answer, ApiError> {
+    // The epoch before any read: whatever is read after holds every batch
+    // applied up to it.
+    let epoch = *state.changes.borrow();
+    let stale = match state.reports.get(&key, epoch, Timestamp::now()) {
+        Lookup::Hit(rendered) => {
+            let as_of = state
+                .reports
+                .as_of(epoch, || state.store.reader().as_of())?;
+            return Ok(answer_of(&rendered, format, as_of));
+        }
+        Lookup::Stale(rendered, validity) => Some((rendered, validity)),
+        Lookup::Miss => None,
+    };
+    let inline = match route {
+        Route::Deployment(id) => is_small(state, *id),
+        _ => true,
+    };
+    let (rendered, validity, as_of) = if inline {
+        render_report(route, format, state, epoch, stale)?
+    } else {
+        let state = Arc::clone(state);
+        let route = route.clone();
+        tokio::task::spawn_blocking(move || render_report(&route, format, &state, epoch, stale))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a request handler panicked");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                ))
+            })?
+    };
+    let answer = answer_of(&rendered, format, as_of);
+    state.reports.put(key, rendered, epoch, validity);
+    Ok(answer)
+}
+
+/// A 200 with a rendered report and the watermark.
+fn answer_of(rendered: &Rendered, format: Format, as_of: Option<Timestamp>) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        content_type: rendered.content_type,
+        body: rendered.body_with(format, as_of),
+        etag: Some(rendered.etag.clone()),
+    }
+}
+
+/// A rendered report, until when it reads the same, and the watermark.
+type RenderedReport = (Arc<Rendered>, Validity, Option<Timestamp>);
+
+/// Computes a deployment, instance or service report on a fresh snapshot
+/// and renders it, unless `stale` (kept from an older epoch) shows the
+/// same state: then its rendering is reused. With the watermark of
+/// `epoch`, read before the report (a report is at least as fresh as its
+/// as-of), and until when it reads the same.
+fn render_report(
+    route: &Route,
+    format: Format,
+    state: &ApiState,
+    epoch: u64,
+    stale: Option<(Arc<Rendered>, Validity)>,
+) -> Result<RenderedReport, ApiError> {
+    let as_of = state
+        .reports
+        .as_of(epoch, || state.store.reader().as_of())?;
+    let ctx = state.report_context();
+    let reader = state.store.reader();
+    let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
+    let (rendered, validity) = match route {
+        Route::Deployment(id) => {
+            let r = query::deployment_report(&reader, *id, &ctx)?
+                .ok_or_else(|| not_found(format!("no deployment {id}")))?;
+            let validity = Validity::of_deployment(&r, &ctx);
+            finish(&r, validity, xml::deployment, format, stale, ctx.now)
+        }
+        Route::Instance(id) => {
+            let r = query::instance_report(&reader, *id, &ctx)?
+                .ok_or_else(|| not_found(format!("no instance {id}")))?;
+            let validity = Validity::of_instance(&r);
+            finish(&r, validity, xml::instance, format, stale, ctx.now)
+        }
+        Route::Service(id, name) => {
+            let r = query::service_report(&reader, *id, name, &ctx)?
+                .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
+            let validity = Validity::of_service(&r);
+            finish(&r, validity, xml::service, format, stale, ctx.now)
+        }
+        _ => unreachable!("only reports the cache keeps come here"),
+    };
+    Ok((rendered, validity, as_of))
+}
+
+/// Renders a report in `format` with its ETag; or reuses `stale` when it
+/// names the same state, nothing in the report runs and what the clock
+/// changes in it (an "ago", a config server's status) still reads as when
+/// `stale` was rendered at `now`: then the bytes are the same, as the
+/// fingerprint leaves out only what moves with the clock.
+fn finish<R: Serialize + std::hash::Hash>(
+    report: &R,
+    validity: Validity,
+    xml: impl FnOnce(&R) -> Vec<u8>,
+    format: Format,
+    stale: Option<(Arc<Rendered>, Validity)>,
+    now: Timestamp,
+) -> (Arc<Rendered>, Validity) {
+    let etag = report_etag(fingerprint(report), format);
+    let same = |(rendered, kept): &(Arc<Rendered>, Validity)| {
+        rendered.etag == etag && validity != Validity::Now && kept.holds_at(now)
+    };
+    if let Some((rendered, _)) = stale.filter(same) {
+        return (rendered, validity);
+    }
+    let (content_type, body) = match format {
+        Format::Xml => (XML, xml(report)),
+        Format::Json => (
+            JSON,
+            serde_json::to_vec(report).expect("reports always serialise"),
+        ),
+    };
+    let as_of_at = as_of_point(&body, format);
+    let rendered = Rendered {
+        content_type,
+        body,
+        as_of_at,
+        etag,
+    };
+    (Arc::new(rendered), validity)
+}
+
+/// The weak ETag of a report's state (its fingerprint) in one format.
+fn report_etag(state: u64, format: Format) -> String {
+    let digest = fnv1a(state.to_be_bytes().into_iter().chain([format as u8]));
+    format!("W/\"{digest:016x}\"")
 }
 
 /// Most instances a deployment may have for its report to be built on the
@@ -356,11 +521,10 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
                 Format::Xml => (XML, body_xml()),
                 Format::Json => (JSON, json.to_json()),
             };
-            let digest = match state {
-                Some(state) => fnv1a(state.to_be_bytes().into_iter().chain([format as u8])),
-                None => fnv1a(body.iter().copied()),
+            let etag = match state {
+                Some(state) => report_etag(state, format),
+                None => format!("W/\"{:016x}\"", fnv1a(body.iter().copied())),
             };
-            let etag = format!("W/\"{digest:016x}\"");
             Answer {
                 status: StatusCode::OK,
                 content_type,
@@ -369,20 +533,8 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
             }
         };
     match route {
-        Route::Deployment(id) => {
-            let r = query::deployment_report(&store.reader(), *id, &ctx)?
-                .ok_or_else(|| not_found(format!("no deployment {id}")))?;
-            Ok(report(&|| xml::deployment(&r), &r, Some(fingerprint(&r))))
-        }
-        Route::Instance(id) => {
-            let r = query::instance_report(&store.reader(), *id, &ctx)?
-                .ok_or_else(|| not_found(format!("no instance {id}")))?;
-            Ok(report(&|| xml::instance(&r), &r, Some(fingerprint(&r))))
-        }
-        Route::Service(id, name) => {
-            let r = query::service_report(&store.reader(), *id, name, &ctx)?
-                .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
-            Ok(report(&|| xml::service(&r), &r, Some(fingerprint(&r))))
+        Route::Deployment(_) | Route::Instance(_) | Route::Service(..) => {
+            unreachable!("answered through the cache")
         }
         Route::DeploymentEvents(id) => {
             let known = store.reader().deployment_exists(*id)?;
@@ -496,17 +648,27 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
 /// attribute of the XML root element, or the `as_of` key of the JSON
 /// object. Nothing when no event was applied yet.
 fn with_as_of(body: Vec<u8>, format: Format, as_of: Option<Timestamp>) -> Vec<u8> {
-    let Some(as_of) = as_of else { return body };
-    let as_of = as_of.to_rfc3339();
-    let (at, insert) = match format {
+    if as_of.is_none() {
+        return body;
+    }
+    let rendered = Rendered {
+        content_type: "",
+        as_of_at: as_of_point(&body, format),
+        body,
+        etag: String::new(),
+    };
+    rendered.body_with(format, as_of)
+}
+
+/// Where the watermark goes in a rendered report (see
+/// [`Rendered::body_with`]): after the `{` of the JSON object (alone in
+/// it when the object is empty), or at the end of the XML root element's
+/// start tag.
+fn as_of_point(body: &[u8], format: Format) -> Option<(usize, bool)> {
+    match format {
         Format::Json => {
-            let empty = body.starts_with(b"{}");
-            let insert = if empty {
-                format!("\"as_of\":\"{as_of}\"")
-            } else {
-                format!("\"as_of\":\"{as_of}\",")
-            };
-            (body.iter().position(|b| *b == b'{').map(|p| p + 1), insert)
+            let alone = body.starts_with(b"{}");
+            body.iter().position(|b| *b == b'{').map(|p| (p + 1, alone))
         }
         Format::Xml => {
             // The root element follows the declaration; its start tag ends
@@ -518,16 +680,10 @@ fn with_as_of(body: Vec<u8>, format: Format, as_of: Option<Timestamp>) -> Vec<u8
                     .map(|p| decl + 2 + p)
             });
             let end = root.and_then(|r| body[r..].iter().position(|b| *b == b'>').map(|p| r + p));
-            let end = end.map(|e| if body[e - 1] == b'/' { e - 1 } else { e });
-            (end, format!(" as-of=\"{as_of}\""))
+            end.map(|e| if body[e - 1] == b'/' { e - 1 } else { e })
+                .map(|at| (at, false))
         }
-    };
-    let Some(at) = at else { return body };
-    let mut out = Vec::with_capacity(body.len() + insert.len());
-    out.extend_from_slice(&body[..at]);
-    out.extend_from_slice(insert.as_bytes());
-    out.extend_from_slice(&body[at..]);
-    out
+    }
 }
 
 /// `?max-lag=5s` on `/health`: how far behind the service may be and still

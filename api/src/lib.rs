@@ -5,6 +5,7 @@
 //! - [`handler`]: one request end to end: limits, method, token,
 //!   content negotiation, the query on a store snapshot (off the async
 //!   threads), ETag/304, metrics.
+//! - [`cache`]: rendered reports kept while they are still right.
 //! - [`xml`]: the XML documents, element names of the original Audrey.
 //! - [`metrics`]: `/metrics`, pipeline counters and view counts.
 //! - [`replication`]: what a replica serves its peers (how far behind it
@@ -17,6 +18,7 @@
 //! AMQP: the binary tells it whether the consumer is connected.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod handler;
 pub mod metrics;
 pub mod replication;
@@ -79,8 +81,11 @@ pub struct ApiState {
     amqp_connected: AtomicBool,
     /// How far behind this replica is, and the barriers it has passed.
     pub replication: replication::Replication,
-    /// Bumped after each batch applied: what long-polls (`?wait=`) wait on.
+    /// Bumped after each batch applied: what long-polls (`?wait=`) wait on,
+    /// and the epoch of the report cache.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Rendered reports still right ([`cache`]).
+    pub reports: cache::ReportCache,
     /// Set when the service shuts down: long-polls answer at once instead
     /// of holding the shutdown for up to their `wait`.
     stopping: AtomicBool,
@@ -95,6 +100,7 @@ impl ApiState {
             amqp_connected: AtomicBool::new(false),
             replication: replication::Replication::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            reports: cache::ReportCache::default(),
             stopping: AtomicBool::new(false),
         }
     }

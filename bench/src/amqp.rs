@@ -136,16 +136,23 @@ pub async fn baseline_drain(
     Ok(BaselineDrain { received, elapsed })
 }
 
-/// A publisher flooding the service with new deployments as fast as the
-/// broker confirms them, until stopped.
+/// New deployments published at a steady `rate` (events/s, paced every
+/// 10 ms, confirmed) until stopped: the ingest the loaded query runs
+/// share the machine with.
 pub struct Flood {
     stop: Arc<AtomicBool>,
-    pub published: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Flood {
-    pub fn start(rt: &tokio::runtime::Runtime, url: &str, topology: &Topology, seed: u64) -> Flood {
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        topology: &Topology,
+        seed: u64,
+        rate: f64,
+    ) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
         let (url, topology) = (url.to_owned(), topology.clone());
@@ -155,12 +162,20 @@ impl Flood {
             let start = audrey_core::Timestamp::now().plus_seconds(-3_600.0);
             let mut maker = DeploymentMaker::new(seed, start, 0.25, None);
             let mut pending: Vec<Event> = Vec::new();
+            let started = Instant::now();
+            let mut sent = 0usize;
             while !stop2.load(Ordering::Relaxed) {
-                while pending.len() < 500 {
+                let due = (started.elapsed().as_secs_f64() * rate) as usize;
+                if due <= sent {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                while pending.len() < due - sent {
                     pending.extend(maker.next_deployment());
                 }
-                let part: Vec<Event> = pending.drain(..500).collect();
+                let part: Vec<Event> = pending.drain(..due - sent).collect();
                 publisher.publish_all(&part).await?;
+                sent += part.len();
                 published2.fetch_add(part.len() as u64, Ordering::Relaxed);
             }
             publisher.close().await?;

@@ -12,7 +12,7 @@
 //!    real binary, a child process) vs. a consumer that only acks;
 //! 2. freshness: publish to report at a steady rate, p50/p99;
 //! 3. query: `wrk` on the report endpoints vs. `GET /health`, idle and while
-//!    ingest floods;
+//!    new deployments are published at 6,000 events/s;
 //! 4. scale: per-event apply cost for deployments of 10, 100, 1,000
 //!    instances;
 //! 5. memory and disk of benchmark 1;
@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use audrey_consumer::Topology;
 use clap::{Parser, ValueEnum};
 
-use table::{mib, micros, millis, thousands, Table, Verdict};
+use query::ms;
+use table::{mib, micros, millis, thousands, Spread, Table, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
@@ -83,6 +84,11 @@ struct Args {
     /// removed afterwards). Must be on the disk being measured.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// How many times the query and freshness measurements are repeated,
+    /// each figure next to its baseline of the same round (default: 5 for
+    /// `all`, 1 for `smoke`); the table gives the median and the spread.
+    #[arg(long)]
+    runs: Option<usize>,
 }
 
 /// The sizes of one suite.
@@ -91,14 +97,23 @@ pub struct Plan {
     pub freshness_rate: f64,
     pub freshness_seconds: f64,
     pub freshness_samples_per_second: f64,
+    /// The rate search: first rate, highest rate, most steps, seconds each.
+    pub freshness_search_start: f64,
+    pub freshness_search_max: f64,
+    pub freshness_search_steps: usize,
+    pub freshness_search_seconds: f64,
+    /// Rounds of the query and freshness measurements.
+    pub runs: usize,
     pub query_deployments: usize,
     pub query_instances: usize,
     pub query_services: usize,
     pub wrk_duration: Duration,
     pub wrk_threads: usize,
     pub wrk_connections: usize,
-    /// How long the flood runs before the loaded query runs start.
+    /// How long the ingest runs before the loaded query runs start.
     pub flood_lead: Duration,
+    /// Events/s published during the loaded query runs.
+    pub query_ingest_rate: f64,
     pub scrape_requests: usize,
     pub scale_sizes: Vec<usize>,
     pub scale_batches: usize,
@@ -113,6 +128,11 @@ impl Plan {
                 freshness_rate: 2_000.0,
                 freshness_seconds: 20.0,
                 freshness_samples_per_second: 25.0,
+                freshness_search_start: 4_000.0,
+                freshness_search_max: 64_000.0,
+                freshness_search_steps: 7,
+                freshness_search_seconds: 8.0,
+                runs: 5,
                 query_deployments: 10_000,
                 query_instances: 10,
                 query_services: 5,
@@ -120,6 +140,7 @@ impl Plan {
                 wrk_threads: 2,
                 wrk_connections: 64,
                 flood_lead: Duration::from_secs(3),
+                query_ingest_rate: 6_000.0,
                 scrape_requests: 50,
                 scale_sizes: vec![10, 100, 1_000],
                 scale_batches: 60,
@@ -130,6 +151,11 @@ impl Plan {
                 freshness_rate: 200.0,
                 freshness_seconds: 3.0,
                 freshness_samples_per_second: 10.0,
+                freshness_search_start: 400.0,
+                freshness_search_max: 800.0,
+                freshness_search_steps: 2,
+                freshness_search_seconds: 2.0,
+                runs: 1,
                 query_deployments: 30,
                 query_instances: 4,
                 query_services: 3,
@@ -137,6 +163,7 @@ impl Plan {
                 wrk_threads: 2,
                 wrk_connections: 8,
                 flood_lead: Duration::from_millis(500),
+                query_ingest_rate: 500.0,
                 scrape_requests: 5,
                 scale_sizes: vec![10, 100],
                 scale_batches: 5,
@@ -197,7 +224,10 @@ fn run(args: Args) -> anyhow::Result<bool> {
              (scale) need `cargo run --release -p audrey-bench -- all`"
         );
     }
-    let plan = Plan::of(args.suite);
+    let mut plan = Plan::of(args.suite);
+    if let Some(runs) = args.runs {
+        plan.runs = runs.max(1);
+    }
     let wrk = find_in_path("wrk");
     if wrk.is_none() {
         if args.suite == Suite::All {
@@ -258,11 +288,16 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     if wanted(Bench::Freshness) {
         let result = match &ingested {
-            Some(r) => freshness::run(&ctx, &r.data_dir, &r.topology),
+            Some(r) => freshness::run(&ctx, &r.data_dir, &r.topology, ctx.plan.runs),
             None if wanted(Bench::Ingest) => Err(anyhow::anyhow!("skipped: ingest failed")),
             None => {
                 let topology = ctx.topology("freshness");
-                freshness::run(&ctx, &ctx.work.join("freshness-data"), &topology)
+                freshness::run(
+                    &ctx,
+                    &ctx.work.join("freshness-data"),
+                    &topology,
+                    ctx.plan.runs,
+                )
             }
         };
         match result {
@@ -390,21 +425,29 @@ fn ingest_rows(table: &mut Table, r: &ingest::IngestResult) {
 }
 
 fn freshness_rows(table: &mut Table, plan: &Plan, r: &freshness::FreshnessResult) {
+    let runs = &r.runs;
+    let Some(first) = runs.first() else { return };
     let what = format!(
-        "freshness: publish → instance report, {} events/s for {:.0} s ({} events, {} samples)",
+        "freshness: publish → instance report seen by a long-polling reader, {} events/s \
+         for {:.0} s ({} events, ~{} samples a run), {} run{}",
         thousands(plan.freshness_rate),
         plan.freshness_seconds,
-        thousands(r.published as f64),
-        r.samples
+        thousands(first.published as f64),
+        first.samples,
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" }
     );
+    let of = |f: fn(&freshness::Step) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+    let p50 = of(|s| ms(s.p50));
+    let p99 = of(|s| ms(s.p99));
     table.add(
         "2",
         format!("{what}: p50"),
-        millis(r.p50),
+        p50.describe(" ms"),
         format!(
-            "broker confirm p50 {}; achieved {} events/s",
-            millis(r.confirm_p50),
-            thousands(r.achieved_rate)
+            "broker confirm p50 {}; achieved {}",
+            of(|s| ms(s.confirm_p50)).describe(" ms"),
+            of(|s| s.achieved_rate).describe_thousands(" events/s")
         ),
         "",
         Verdict::Info,
@@ -412,14 +455,57 @@ fn freshness_rows(table: &mut Table, plan: &Plan, r: &freshness::FreshnessResult
     table.add(
         "2",
         format!("{what}: p99"),
-        format!("{} (max {})", millis(r.p99), millis(r.max)),
         format!(
-            "broker confirm p99 {}; pollers added {} req/s",
-            millis(r.confirm_p99),
-            thousands(r.polls_per_second)
+            "{} (max {})",
+            p99.describe(" ms"),
+            of(|s| ms(s.max)).describe(" ms")
+        ),
+        format!(
+            "broker confirm p99 {}; readers made {} req/s",
+            of(|s| ms(s.confirm_p99)).describe(" ms"),
+            of(|s| s.reads_per_second).describe_thousands("")
         ),
         "≤ 50 ms",
-        Verdict::of(r.p99 <= Duration::from_millis(50)),
+        Verdict::of(p99.median <= 50.0),
+    );
+    let tried: Vec<String> = r
+        .search
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: p99 {:.1} ms{}",
+                thousands(s.rate),
+                ms(s.p99),
+                if s.kept() { "" } else { " ✗" }
+            )
+        })
+        .collect();
+    let (kept, above) = r.highest_kept();
+    table.add(
+        "2",
+        format!(
+            "freshness: highest publish rate with p99 ≤ 50 ms (steps of {:.0} s; tried {})",
+            plan.freshness_search_seconds,
+            tried.join(", ")
+        ),
+        match kept {
+            Some(k) => format!(
+                "{} events/s (p99 {:.1} ms, confirm p99 {:.1} ms, batches of {:.0}, service {:.2} cores, {})",
+                thousands(k.rate),
+                ms(k.p99),
+                ms(k.confirm_p99),
+                k.mean_batch,
+                k.service_cores,
+                k.cpu.describe()
+            ),
+            None => "none of the rates tried".into(),
+        },
+        match above {
+            Some(a) => format!("at {} events/s: {}", thousands(a.rate), a.bound()),
+            None => "no rate tried failed".into(),
+        },
+        "",
+        Verdict::Info,
     );
 }
 
@@ -447,12 +533,14 @@ fn query_rows(table: &mut Table, plan: &Plan, r: &query::QueryResult) {
         Verdict::Info,
     );
     let load = format!(
-        "wrk -t{} -c{} -d{}s",
+        "wrk -t{} -c{} -d{}s, {} round{} of /health, instance, deployment",
         plan.wrk_threads,
         plan.wrk_connections,
-        plan.wrk_duration.as_secs()
+        plan.wrk_duration.as_secs(),
+        r.idle.len(),
+        if r.idle.len() == 1 { "" } else { "s" }
     );
-    for (when, results) in [
+    for (when, rounds) in [
         ("idle".to_owned(), &r.idle),
         (
             format!(
@@ -462,55 +550,75 @@ fn query_rows(table: &mut Table, plan: &Plan, r: &query::QueryResult) {
             &r.loaded,
         ),
     ] {
-        let base = &results[0];
+        let of = |i: usize, f: fn(&query::WrkResult) -> f64| {
+            Spread::of(&rounds.iter().map(|round| f(&round[i])).collect::<Vec<_>>())
+        };
         table.add(
             "3",
             format!("query, {when}: GET /health ({load})"),
             format!(
-                "{} req/s, p50 {}, p99 {}; service used {:.2} cores",
-                thousands(base.requests_per_second),
-                millis(base.p50),
-                millis(base.p99),
-                base.service_cores
+                "{} req/s, p50 {}, p99 {}; service used {} cores",
+                of(0, |w| w.requests_per_second).describe_thousands(""),
+                of(0, |w| ms(w.p50)).describe(" ms"),
+                of(0, |w| ms(w.p99)).describe(" ms"),
+                of(0, |w| w.service_cores).describe("")
             ),
             "(the baseline)",
             "",
             Verdict::Info,
         );
         for (i, target) in query::TARGETS.iter().enumerate().skip(1) {
-            let w = &results[i];
-            let ratio = w.requests_per_second / base.requests_per_second;
+            // Each round's figure against the baseline of the same round.
+            let ratio = Spread::of(
+                &rounds
+                    .iter()
+                    .map(|round| round[i].requests_per_second / round[0].requests_per_second)
+                    .collect::<Vec<_>>(),
+            );
+            let p99 = of(i, |w| ms(w.p99));
+            let errors: u64 = rounds.iter().map(|round| round[i].socket_errors).sum();
             table.add(
                 "3",
                 format!("query, {when}: {target} req/s"),
                 format!(
-                    "{} req/s; service used {:.2} cores",
-                    thousands(w.requests_per_second),
-                    w.service_cores
+                    "{} req/s; service used {} cores",
+                    of(i, |w| w.requests_per_second).describe_thousands(""),
+                    of(i, |w| w.service_cores).describe("")
                 ),
-                format!("/health {} req/s", thousands(base.requests_per_second)),
-                format!("{ratio:.2} (goal ≥ 0.5)"),
-                Verdict::of(ratio >= 0.5),
+                format!(
+                    "/health {} req/s",
+                    of(0, |w| w.requests_per_second).describe_thousands("")
+                ),
+                format!("{} (goal ≥ 0.5)", ratio.describe("")),
+                Verdict::of(ratio.median >= 0.5),
             );
             table.add(
                 "3",
                 format!("query, {when}: {target} latency"),
                 format!(
                     "p50 {}, p99 {}{}",
-                    millis(w.p50),
-                    millis(w.p99),
-                    if w.socket_errors > 0 {
-                        format!(" ({} socket errors)", w.socket_errors)
+                    of(i, |w| ms(w.p50)).describe(" ms"),
+                    p99.describe(" ms"),
+                    if errors > 0 {
+                        format!(" ({errors} socket errors)")
                     } else {
                         String::new()
                     }
                 ),
-                format!("/health p99 {}", millis(base.p99)),
+                format!("/health p99 {}", of(0, |w| ms(w.p99)).describe(" ms")),
                 "p99 ≤ 10 ms",
-                Verdict::of(w.p99 <= Duration::from_millis(10)),
+                Verdict::of(p99.median <= 10.0),
             );
         }
     }
+    table.add(
+        "5",
+        "memory: peak RSS of the service through benchmark 3 (report cache included)",
+        mib(r.peak_rss),
+        "",
+        "≤ 200 MiB",
+        Verdict::of(r.peak_rss <= 200 * 1024 * 1024),
+    );
     table.add(
         "6",
         format!(

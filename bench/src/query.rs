@@ -1,5 +1,6 @@
 //! Benchmarks 3 and 6 on a store of many deployments: report requests per
-//! second and latency under `wrk` (idle, then with ingest flooding), next
+//! second and latency under `wrk` (idle, then while new deployments are
+//! published at a steady rate), next
 //! to `GET /health` on the same server as the baseline; and the time of a
 //! `GET /metrics` scrape.
 
@@ -137,10 +138,15 @@ pub struct QueryResult {
     pub dataset_build_time: Duration,
     pub dataset_disk_bytes: u64,
     pub scrape: ScrapeResult,
-    pub idle: [WrkResult; 3],
-    pub loaded: [WrkResult; 3],
+    /// One round per run: baseline, instance, deployment, one after
+    /// another (so each figure has a baseline taken next to it).
+    pub idle: Vec<[WrkResult; 3]>,
+    pub loaded: Vec<[WrkResult; 3]>,
     /// Events/s the service applied while `loaded` ran.
     pub loaded_ingest_rate: f64,
+    /// Peak RSS of the service through the query runs (VmHWM), report
+    /// cache included.
+    pub peak_rss: u64,
 }
 
 /// The three targets, in this order: baseline, instance, deployment.
@@ -206,24 +212,39 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         scrape.bytes
     );
 
-    let mut idle: [WrkResult; 3] = Default::default();
-    for (i, (prefix, ids)) in targets.iter().enumerate() {
-        let name = ["query-health", "query-instance", "query-deployment"][i];
-        let perf = Perf::attach(ctx.perf_dir.as_deref(), service.pid(), name);
-        idle[i] = wrk(ctx, &service, &script, prefix, ids)?;
-        perf.stop();
-        report(TARGETS[i], "idle", &idle[i]);
+    let mut idle = Vec::new();
+    for round in 0..plan.runs {
+        let mut results: [WrkResult; 3] = Default::default();
+        for (i, (prefix, ids)) in targets.iter().enumerate() {
+            let name = ["query-health", "query-instance", "query-deployment"][i];
+            // Profiles of the first round only.
+            let perf_dir = ctx.perf_dir.as_deref().filter(|_| round == 0);
+            let perf = Perf::attach(perf_dir, service.pid(), name);
+            results[i] = wrk(ctx, &service, &script, prefix, ids)?;
+            perf.stop();
+            report(
+                TARGETS[i],
+                &format!("idle, round {}", round + 1),
+                &results[i],
+            );
+        }
+        idle.push(results);
     }
 
     let mut client = Client::new(service.port);
-    let flood = Flood::start(&ctx.rt, &ctx.url, &topology, 3);
+    let flood = Flood::start(&ctx.rt, &ctx.url, &topology, 3, plan.query_ingest_rate);
     std::thread::sleep(plan.flood_lead);
     let settled_before = service.events_settled(&mut client)?;
     let loaded_started = Instant::now();
-    let mut loaded: [WrkResult; 3] = Default::default();
-    for (i, (prefix, ids)) in targets.iter().enumerate() {
-        loaded[i] = wrk(ctx, &service, &script, prefix, ids)?;
-        report(TARGETS[i], "during ingest", &loaded[i]);
+    let mut loaded = Vec::new();
+    for round in 0..plan.runs {
+        let mut results: [WrkResult; 3] = Default::default();
+        for (i, (prefix, ids)) in targets.iter().enumerate() {
+            results[i] = wrk(ctx, &service, &script, prefix, ids)?;
+            let when = format!("during ingest, round {}", round + 1);
+            report(TARGETS[i], &when, &results[i]);
+        }
+        loaded.push(results);
     }
     let settled_after = service.events_settled(&mut client)?;
     let loaded_ingest_rate =
@@ -253,6 +274,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let peak_rss = service.peak_rss()?;
     service.stop()?;
     let (ready, _) = ctx
         .rt
@@ -269,6 +291,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         idle,
         loaded,
         loaded_ingest_rate,
+        peak_rss,
     })
 }
 

@@ -110,6 +110,81 @@ impl Table {
     }
 }
 
+/// The median of repeated measurements and their range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Spread {
+    /// Of at least one value (the median of an even count is the mean of
+    /// the middle two).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 {
+            return Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+                n,
+            };
+        }
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            n,
+        }
+    }
+
+    /// `3.21 ms (2.90 – 4.10)`; a single value alone.
+    pub fn describe(&self, unit: &str) -> String {
+        let f = |x: f64| {
+            if x.abs() >= 100.0 {
+                format!("{x:.0}")
+            } else if x.abs() >= 10.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        if self.n <= 1 {
+            format!("{}{unit}", f(self.median))
+        } else {
+            format!(
+                "{}{unit} ({} – {})",
+                f(self.median),
+                f(self.min),
+                f(self.max)
+            )
+        }
+    }
+
+    /// `12,345 req/s (11,000 – 13,000)`.
+    pub fn describe_thousands(&self, unit: &str) -> String {
+        if self.n <= 1 {
+            format!("{}{unit}", thousands(self.median))
+        } else {
+            format!(
+                "{}{unit} ({} – {})",
+                thousands(self.median),
+                thousands(self.min),
+                thousands(self.max)
+            )
+        }
+    }
+}
+
 /// 12345.6 -> "12,346".
 pub fn thousands(n: f64) -> String {
     let rounded = n.round() as i64;
@@ -156,6 +231,18 @@ mod tests {
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(millis(Duration::from_micros(1500)), "1.50 ms");
         assert_eq!(millis(Duration::from_millis(25)), "25.0 ms");
+    }
+
+    #[test]
+    fn a_spread_is_the_median_and_the_range() {
+        let s = Spread::of(&[3.0, 1.0, 2.0, 10.0, 4.0]);
+        assert_eq!((s.median, s.min, s.max, s.n), (3.0, 1.0, 10.0, 5));
+        assert_eq!(s.describe(" ms"), "3.00 ms (1.00 – 10.0)");
+        assert_eq!(Spread::of(&[1.0, 2.0]).median, 1.5);
+        assert_eq!(
+            Spread::of(&[1234.0]).describe_thousands(" req/s"),
+            "1,234 req/s"
+        );
     }
 
     #[test]

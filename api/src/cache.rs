@@ -1,0 +1,484 @@
+//! Rendered reports, kept while they stay what a fresh computation would
+//! give: a report asked for again is a memory copy, and an
+//! `If-None-Match` that still matches is answered without reading the
+//! store.
+//!
+//! # When an entry is still right
+//!
+//! A report is a function of the views and of the clock. The views only
+//! change when a batch is applied, and each applied batch moves the
+//! *epoch* (`ApiState::views_changed`, after the batch is durable). An
+//! entry remembers the epoch read *before* the snapshot it was computed
+//! from, so it holds everything applied up to that epoch; it serves only
+//! while the epoch has not moved. The consumer does not say which
+//! entities a batch touched, so a batch retires every entry; an entry
+//! whose report computes to the same ETag again is then kept (its
+//! rendering is reused, not redone).
+//!
+//! As for the clock, a report is kept only when it reads the same until a
+//! known instant ([`Validity::of_deployment`] and friends): nothing in it
+//! runs (a running service's or instance's duration so far, an unfinished
+//! deployment's duration or its stalled flag, a blocker's "14 min ago"
+//! change at any time: such reports are never kept), and the config
+//! servers it lists stay running (until their heartbeat deadline) or down
+//! (until they are forgotten). Byte for byte, a kept report is what the
+//! uncached path renders at the same epoch and time, watermark included
+//! (the `as-of` is not part of the entry: it is put in when answering,
+//! from the latest epoch's). The retention task deletes log entries (no
+//! view a report reads) and rows of config servers the reports already
+//! leave out by the clock, so it changes no report.
+//!
+//! # Memory
+//!
+//! At most [`DEFAULT_BUDGET_BYTES`] of entries (bodies, ETags, keys, and
+//! a fixed overhead each), in shards of two generations: new entries go
+//! into the current generation, and when it is full the previous one is
+//! dropped and the current one becomes the previous. A hit in the
+//! previous generation moves the entry forward, so what is asked for
+//! often stays.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use audrey_core::domain::ConfigServerStatus;
+use audrey_core::projection::seconds_between;
+use audrey_core::query::{
+    span, BlockReason, BlockedOn, DeploymentReport, InstanceReport, ReportContext, ServiceReport,
+};
+use audrey_core::{DeploymentId, InstanceId, Name, Status, Timestamp};
+
+use crate::handler::Format;
+
+/// Bytes of rendered reports kept at most (with their bookkeeping): a
+/// tenth of the service's 200 MiB memory goal.
+pub const DEFAULT_BUDGET_BYTES: usize = 20 * 1024 * 1024;
+
+/// Shards, each with its own lock: requests on different reports rarely
+/// wait for each other.
+const SHARDS: usize = 16;
+
+/// Bookkeeping bytes counted per entry besides its body and ETag: the
+/// hash table slot, the `Arc`, the key.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// Which report, in which representation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Deployment(DeploymentId, Format),
+    Instance(InstanceId, Format),
+    Service(InstanceId, Name, Format),
+}
+
+impl Key {
+    fn bytes(&self) -> usize {
+        match self {
+            Key::Service(_, name, _) => 24 + name.as_str().len(),
+            _ => 24,
+        }
+    }
+}
+
+/// A report rendered without its watermark.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub content_type: &'static str,
+    /// The body, without the `as-of` watermark.
+    pub body: Vec<u8>,
+    /// Where the watermark goes in `body`, and whether it is the only
+    /// member of a JSON object there (no comma after it).
+    pub as_of_at: Option<(usize, bool)>,
+    /// The weak ETag of the state shown.
+    pub etag: String,
+}
+
+impl Rendered {
+    /// The answer's body with the watermark put in: one copy.
+    pub fn body_with(&self, format: Format, as_of: Option<Timestamp>) -> Vec<u8> {
+        let (Some(as_of), Some((at, alone))) = (as_of, self.as_of_at) else {
+            return self.body.clone();
+        };
+        let as_of = as_of.to_rfc3339();
+        let mut out = Vec::with_capacity(self.body.len() + as_of.len() + 16);
+        out.extend_from_slice(&self.body[..at]);
+        match format {
+            Format::Json => {
+                out.extend_from_slice(b"\"as_of\":\"");
+                out.extend_from_slice(as_of.as_bytes());
+                out.extend_from_slice(if alone { b"\"" } else { b"\"," });
+            }
+            Format::Xml => {
+                out.extend_from_slice(b" as-of=\"");
+                out.extend_from_slice(as_of.as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(&self.body[at..]);
+        out
+    }
+
+    fn bytes(&self) -> usize {
+        self.body.len() + self.etag.len()
+    }
+}
+
+/// Until when a report reads the same, as far as the clock goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Something in it changes with every moment: never kept.
+    Now,
+    /// The same until (not including) this instant.
+    Until(Timestamp),
+    /// The same whatever the time.
+    Always,
+}
+
+impl Validity {
+    /// Whether a report of this validity still reads the same at `now`.
+    pub fn holds_at(self, now: Timestamp) -> bool {
+        match self {
+            Validity::Now => false,
+            Validity::Until(end) => now < end,
+            Validity::Always => true,
+        }
+    }
+
+    fn min(self, other: Validity) -> Validity {
+        match (self, other) {
+            (Validity::Now, _) | (_, Validity::Now) => Validity::Now,
+            (Validity::Always, v) | (v, Validity::Always) => v,
+            (Validity::Until(a), Validity::Until(b)) => Validity::Until(a.min(b)),
+        }
+    }
+
+    /// A service report: the same forever once its current run ended (or
+    /// it never started); a running one's duration grows.
+    pub fn of_service(r: &ServiceReport) -> Validity {
+        if r.duration_seconds.is_some() && r.configuration_ended.is_none() {
+            Validity::Now
+        } else {
+            Validity::Always
+        }
+    }
+
+    /// An instance report: the same forever once it completed (or before
+    /// it registered) and none of its services runs.
+    pub fn of_instance(r: &InstanceReport) -> Validity {
+        let running = r.duration_seconds.is_some() && r.completed.is_none();
+        r.services
+            .iter()
+            .map(Validity::of_service)
+            .fold(Validity::Always, Validity::min)
+            .min(if running {
+                Validity::Now
+            } else {
+                Validity::Always
+            })
+    }
+
+    /// A deployment report: only a finished one (an unfinished one's
+    /// duration grows and it may become stalled), until its blocker's
+    /// explanation reads differently ("14 min ago" becomes "15 min ago"),
+    /// or one of its config servers would be said down (its heartbeat
+    /// deadline passed) or be forgotten.
+    pub fn of_deployment(r: &DeploymentReport, ctx: &ReportContext) -> Validity {
+        let running = r.duration_seconds.is_some() && r.completed.is_none();
+        if running || r.status == Status::Incomplete {
+            return Validity::Now;
+        }
+        let mut validity = match &r.blocked_on {
+            Some(blocker) => Validity::of_blocker(blocker, ctx.now),
+            None => Validity::Always,
+        };
+        for server in &r.config_servers {
+            let Some(heard) = server.last_heartbeat else {
+                continue; // unknown: only a heartbeat (a batch) changes it
+            };
+            // Forgotten once `heard < now - forget`: a millisecond early,
+            // so rounding of the two sums never keeps it a moment late.
+            let forgotten = heard.plus_seconds(ctx.forget_config_server_after_seconds - 0.001);
+            validity = validity.min(Validity::Until(forgotten));
+            if server.status == ConfigServerStatus::Running {
+                // Running while `now <= deadline` (ConfigServer::is_running).
+                let interval = f64::from(server.interval_seconds.unwrap_or(0));
+                let deadline = heard.plus_seconds(interval * ctx.heartbeat_tolerance);
+                validity = validity.min(Validity::Until(deadline));
+            }
+        }
+        validity
+    }
+
+    /// A blocker's explanation says how long ago what it names began and
+    /// when the agent last made contact: it reads the same until one of
+    /// those spans, as people say them, changes. A running service's
+    /// blocker also compares its run so far with its peers': never kept.
+    fn of_blocker(b: &BlockedOn, now: Timestamp) -> Validity {
+        if b.reason == BlockReason::ServiceRunning || b.slower_than_peers_seconds.is_some() {
+            return Validity::Now;
+        }
+        [b.since, b.last_contacted]
+            .into_iter()
+            .flatten()
+            .map(|t| Validity::of_ago(t, now))
+            .fold(Validity::Always, Validity::min)
+    }
+
+    /// Until when "… ago" of `t` (`just now`, `42 s ago`, `14 min ago`,
+    /// `3 h ago`, `2 d ago`) reads as it does at `now`. The words only
+    /// move forward as time passes, so the first instant they differ is
+    /// found by halving the interval: to the microsecond, then a
+    /// millisecond earlier (rounding of the sums never keeps it late).
+    fn of_ago(t: Timestamp, now: Timestamp) -> Validity {
+        let words = |elapsed: f64| {
+            if elapsed < 1.0 {
+                "just now".to_owned()
+            } else {
+                span(elapsed)
+            }
+        };
+        let elapsed = seconds_between(t, now);
+        let shown = words(elapsed);
+        // The coarsest unit is the day: the words change within a day.
+        let (mut same, mut differs) = (0.0_f64, 86_400.0_f64);
+        if words(elapsed + differs) == shown {
+            return Validity::Now;
+        }
+        while differs - same > 1e-6 {
+            let mid = (same + differs) / 2.0;
+            if words(elapsed + mid) == shown {
+                same = mid;
+            } else {
+                differs = mid;
+            }
+        }
+        Validity::Until(now.plus_seconds(same - 0.001))
+    }
+}
+
+/// One kept report.
+struct Entry {
+    rendered: Arc<Rendered>,
+    /// The epoch it is right for.
+    epoch: u64,
+    validity: Validity,
+}
+
+impl Entry {
+    fn bytes(&self, key: &Key) -> usize {
+        self.rendered.bytes() + key.bytes() + ENTRY_OVERHEAD
+    }
+}
+
+/// What a look-up found.
+pub enum Lookup {
+    /// Still right: answer with it.
+    Hit(Arc<Rendered>),
+    /// Kept for an older epoch: if the report computes to the same ETag
+    /// now and the validity still holds, its rendering can be reused.
+    Stale(Arc<Rendered>, Validity),
+    Miss,
+}
+
+#[derive(Default)]
+struct Shard {
+    current: HashMap<Key, Entry>,
+    previous: HashMap<Key, Entry>,
+    current_bytes: usize,
+}
+
+/// The cache of rendered reports (see the module documentation).
+pub struct ReportCache {
+    shards: Vec<Mutex<Shard>>,
+    /// Bytes per generation of one shard.
+    generation_bytes: usize,
+    hasher: std::collections::hash_map::RandomState,
+    /// The watermark of the latest epoch seen: `(epoch, as-of)`.
+    as_of: Mutex<(u64, Option<Timestamp>)>,
+}
+
+impl Default for ReportCache {
+    fn default() -> Self {
+        Self::with_budget(DEFAULT_BUDGET_BYTES)
+    }
+}
+
+impl ReportCache {
+    /// A cache of at most `budget` bytes (0: keeps nothing).
+    pub fn with_budget(budget: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            generation_bytes: budget / SHARDS / 2,
+            hasher: Default::default(),
+            as_of: Mutex::new((u64::MAX, None)),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        let i = self.hasher.hash_one(key) as usize % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The report kept for `key`, if it is right at `epoch` and `now`.
+    pub fn get(&self, key: &Key, epoch: u64, now: Timestamp) -> Lookup {
+        let mut shard = self.shard(key);
+        let shard = &mut *shard;
+        if let Some(entry) = shard.current.get(key) {
+            return match (entry.epoch == epoch, entry.validity.holds_at(now)) {
+                (true, true) => Lookup::Hit(Arc::clone(&entry.rendered)),
+                (false, true) => Lookup::Stale(Arc::clone(&entry.rendered), entry.validity),
+                (_, false) => Lookup::Miss,
+            };
+        }
+        let Some(entry) = shard.previous.remove(key) else {
+            return Lookup::Miss;
+        };
+        let found = match (entry.epoch == epoch, entry.validity.holds_at(now)) {
+            (true, true) => Lookup::Hit(Arc::clone(&entry.rendered)),
+            (false, true) => Lookup::Stale(Arc::clone(&entry.rendered), entry.validity),
+            (_, false) => return Lookup::Miss,
+        };
+        self.put_in(shard, key.clone(), entry);
+        found
+    }
+
+    /// Keeps `rendered` for `key`, right at `epoch` while `validity` holds.
+    pub fn put(&self, key: Key, rendered: Arc<Rendered>, epoch: u64, validity: Validity) {
+        if validity == Validity::Now {
+            return;
+        }
+        let entry = Entry {
+            rendered,
+            epoch,
+            validity,
+        };
+        let mut shard = self.shard(&key);
+        shard.previous.remove(&key);
+        self.put_in(&mut shard, key, entry);
+    }
+
+    fn put_in(&self, shard: &mut Shard, key: Key, entry: Entry) {
+        let size = entry.bytes(&key);
+        if size > self.generation_bytes {
+            shard.current.remove(&key);
+            return;
+        }
+        if shard.current_bytes + size > self.generation_bytes {
+            shard.previous = std::mem::take(&mut shard.current);
+            shard.current_bytes = 0;
+        }
+        if let Some(old) = shard.current.insert(key.clone(), entry) {
+            shard.current_bytes -= old.bytes(&key);
+        }
+        shard.current_bytes += size;
+    }
+
+    /// The watermark at `epoch`: read with `read` once per epoch (after
+    /// the epoch was read, so it is at least as fresh as the epoch).
+    pub fn as_of<E>(
+        &self,
+        epoch: u64,
+        read: impl FnOnce() -> Result<Option<Timestamp>, E>,
+    ) -> Result<Option<Timestamp>, E> {
+        {
+            let known = self.as_of.lock().unwrap_or_else(|e| e.into_inner());
+            if known.0 == epoch {
+                return Ok(known.1);
+            }
+        }
+        let as_of = read()?;
+        let mut known = self.as_of.lock().unwrap_or_else(|e| e.into_inner());
+        if known.0 == u64::MAX || known.0 < epoch || (known.0 == epoch && known.1 < as_of) {
+            *known = (epoch, as_of);
+        }
+        Ok(as_of)
+    }
+
+    /// Entries and bytes kept now (tests, diagnostics).
+    pub fn size(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), shard| {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let bytes: usize = shard
+                .current
+                .iter()
+                .chain(shard.previous.iter())
+                .map(|(k, e)| e.bytes(k))
+                .sum();
+            (n + shard.current.len() + shard.previous.len(), b + bytes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(n: usize) -> Arc<Rendered> {
+        Arc::new(Rendered {
+            content_type: "application/json",
+            body: vec![b'x'; n],
+            as_of_at: None,
+            etag: "W/\"0\"".into(),
+        })
+    }
+
+    fn key(i: u8) -> Key {
+        Key::Instance(InstanceId::from_bytes([i; 16]), Format::Json)
+    }
+
+    #[test]
+    fn an_entry_serves_only_its_epoch_and_its_time() {
+        let cache = ReportCache::with_budget(1 << 20);
+        let now = Timestamp::from_unix_seconds(1_800_000_000);
+        cache.put(key(1), rendered(10), 7, Validity::Always);
+        assert!(matches!(cache.get(&key(1), 7, now), Lookup::Hit(_)));
+        assert!(matches!(
+            cache.get(&key(1), 8, now),
+            Lookup::Stale(_, Validity::Always)
+        ));
+        assert!(matches!(cache.get(&key(2), 7, now), Lookup::Miss));
+
+        let until = now.plus_seconds(1.0);
+        cache.put(key(3), rendered(10), 7, Validity::Until(until));
+        assert!(matches!(cache.get(&key(3), 7, now), Lookup::Hit(_)));
+        assert!(matches!(cache.get(&key(3), 7, until), Lookup::Miss));
+
+        cache.put(key(4), rendered(10), 7, Validity::Now);
+        assert!(matches!(cache.get(&key(4), 7, now), Lookup::Miss));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget_and_keeps_what_is_asked_for() {
+        let budget = 64 * 1024;
+        let cache = ReportCache::with_budget(budget);
+        let now = Timestamp::from_unix_seconds(1_800_000_000);
+        for i in 0..=255u8 {
+            cache.put(key(i), rendered(1000), 1, Validity::Always);
+            // The first report is asked for all along: it stays.
+            assert!(matches!(cache.get(&key(0), 1, now), Lookup::Hit(_)), "{i}");
+            assert!(cache.size().1 <= budget);
+        }
+        let (entries, bytes) = cache.size();
+        assert!(entries > 10 && bytes > budget / 3, "{entries} {bytes}");
+        // Larger than a generation of a shard: not kept.
+        cache.put(key(9), rendered(budget), 1, Validity::Always);
+        assert!(matches!(cache.get(&key(9), 1, now), Lookup::Miss));
+    }
+
+    #[test]
+    fn the_watermark_is_read_once_per_epoch() {
+        let cache = ReportCache::default();
+        let t = |s| Some(Timestamp::from_unix_seconds(s));
+        let mut reads = 0;
+        let mut read = |v| {
+            reads += 1;
+            Ok::<_, ()>(v)
+        };
+        assert_eq!(cache.as_of(1, || read(t(10))), Ok(t(10)));
+        assert_eq!(cache.as_of(1, || read(t(99))), Ok(t(10)));
+        assert_eq!(cache.as_of(2, || read(t(20))), Ok(t(20)));
+        assert_eq!(reads, 2);
+        // An older epoch's reader does not overwrite a newer one.
+        assert_eq!(cache.as_of(1, || Ok::<_, ()>(t(15))), Ok(t(15)));
+        assert_eq!(cache.as_of(2, || Ok::<_, ()>(t(0))), Ok(t(20)));
+    }
+}
