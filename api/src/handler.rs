@@ -472,6 +472,9 @@ fn finish<R: Serialize + std::hash::Hash>(
             serde_json::to_vec(report).expect("reports always serialise"),
         ),
     };
+    // Kept for long: only the bytes it needs (renderers grow by doubling).
+    let mut body = body;
+    body.shrink_to_fit();
     let as_of_at = as_of_point(&body, format);
     let rendered = Rendered {
         content_type,
