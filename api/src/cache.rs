@@ -48,7 +48,7 @@ use audrey_core::query::{
 };
 use audrey_core::{DeploymentId, InstanceId, Name, Status, Timestamp};
 
-use crate::handler::Format;
+use crate::routes::Format;
 
 /// Bytes of rendered reports kept at most (with their bookkeeping). The
 /// service peaked at 189 MiB without the cache in the query benchmark

@@ -28,12 +28,7 @@ pub const MAX_OFFSET: u64 = i64::MAX as u64;
 const XML: &str = "application/xml; charset=utf-8";
 const JSON: &str = "application/json";
 
-/// The representation a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Xml,
-    Json,
-}
+pub use crate::routes::Format;
 
 /// A request that ends in an error status with an XML error body.
 #[derive(Debug)]

@@ -38,6 +38,14 @@ pub enum Route {
     Ui(&'static crate::ui::Asset),
 }
 
+/// The representation a client asked for (`Accept`): with the route, what
+/// names one answer (and a rendered report in the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Xml,
+    Json,
+}
+
 /// Why a path names no endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
