@@ -6,8 +6,9 @@
 //! # When an entry is still right
 //!
 //! A report is a function of the views and of the clock. The views only
-//! change when a batch is applied, and each applied batch moves the
-//! *epoch* (`ApiState::views_changed`, after the batch is durable). An
+//! change when a batch is written, and each written batch moves the
+//! *epoch* (`Store::writes`, counted by the store after the write,
+//! whichever path wrote: ingest, retention, import). An
 //! entry remembers the epoch read *before* the snapshot it was computed
 //! from, so it holds everything applied up to that epoch; it serves only
 //! while the epoch has not moved. The consumer does not say which
@@ -24,9 +25,7 @@
 //! (until they are forgotten). Byte for byte, a kept report is what the
 //! uncached path renders at the same epoch and time, watermark included
 //! (the `as-of` is not part of the entry: it is put in when answering,
-//! from the latest epoch's). The retention task deletes log entries (no
-//! view a report reads) and rows of config servers the reports already
-//! leave out by the clock, so it changes no report.
+//! from the latest epoch's).
 //!
 //! # Memory
 //!

@@ -350,7 +350,7 @@ async fn cached(
 ) -> Result<Answer, ApiError> {
     // The epoch before any read: whatever is read after holds every batch
     // applied up to it.
-    let epoch = *state.changes.borrow();
+    let epoch = state.store.writes();
     let stale = match state.reports.get(&key, epoch, Timestamp::now()) {
         Lookup::Hit(rendered) => {
             let as_of = state

@@ -81,8 +81,7 @@ pub struct ApiState {
     amqp_connected: AtomicBool,
     /// How far behind this replica is, and the barriers it has passed.
     pub replication: replication::Replication,
-    /// Bumped after each batch applied: what long-polls (`?wait=`) wait on,
-    /// and the epoch of the report cache.
+    /// Bumped after each batch applied: what long-polls (`?wait=`) wait on.
     changes: tokio::sync::watch::Sender<u64>,
     /// Rendered reports still right ([`cache`]).
     pub reports: cache::ReportCache,

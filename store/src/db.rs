@@ -16,6 +16,7 @@
 //! Key layouts are in [`crate::keys`], value encodings in [`crate::codec`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -67,6 +68,10 @@ pub(crate) const VIEW_FAMILIES: [&str; 6] = [
 /// The database with every column family open.
 pub(crate) struct Db {
     pub(crate) rocks: DB,
+    /// Batches written since the store was opened: whoever caches what it
+    /// read knows from this whether anything was written since, whichever
+    /// path wrote (ingest, retention, import, rebuild).
+    writes: AtomicU64,
 }
 
 impl Db {
@@ -109,7 +114,10 @@ impl Db {
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let rocks = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(Db { rocks })
+        Ok(Db {
+            rocks,
+            writes: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
@@ -131,7 +139,14 @@ impl Db {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
         self.rocks.write_opt(batch, &options)?;
+        // After the write: a reader that sees the new count sees the batch.
+        self.writes.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// Batches written since the store was opened.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
     }
 
     /// Flushes every memtable to SST files.

@@ -111,6 +111,14 @@ impl Store {
         apply_events(&self.db, &mut self.lock_writer(), events, Origin::Live)
     }
 
+    /// How many batches were written since the store was opened, by any
+    /// path. Read it *before* taking a reader: what that reader sees holds
+    /// at least those batches, so a report computed from it is right for
+    /// as long as the count has not moved (the API's report cache).
+    pub fn writes(&self) -> u64 {
+        self.db.writes()
+    }
+
     /// A consistent, read-only view of the store at this moment
     /// ([`crate::reader`]).
     pub fn reader(&self) -> Reader<'_> {
