@@ -11,7 +11,7 @@ use audrey_api::{ApiSettings, ApiState, Metrics};
 use audrey_core::scenario::script::*;
 use audrey_core::{Event, EventId, Heartbeat, Source};
 use audrey_store::Store;
-use common::{assert_xsd_valid, get, request, Response};
+use common::{assert_xsd_valid, get, request, without_as_of, Response};
 
 /// The API in this process, over its own store.
 struct Api {
@@ -134,7 +134,11 @@ fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
     ]);
     let m = api.xml(&mysql, 200);
     assert!(m.contains("status=\"error\""));
-    assert!(m.contains("<service name=\"mysql\" status=\"error\"><configuration-started>2026-11-25T14:00:32Z</configuration-started><configuration-ended>2026-11-25T14:00:40Z</configuration-ended><completion-status>1</completion-status></service>"), "{m}");
+    assert!(m.contains("<service name=\"mysql\" status=\"error\"><configuration-started>2026-11-25T14:00:32Z</configuration-started><configuration-ended>2026-11-25T14:00:40Z</configuration-ended><completion-status>1</completion-status><duration-seconds>8</duration-seconds></service>"), "{m}");
+    assert!(
+        m.contains("<duration-seconds>40</duration-seconds>"),
+        "registration to completion: {m}"
+    );
     assert!(m.contains("<completed>2026-11-25T14:00:40Z</completed>"));
     let d = api.xml(&deployment, 200);
     assert!(d.contains("status=\"error\""));
@@ -180,19 +184,6 @@ fn the_wordpress_and_mysql_lifecycle_reads_as_the_original_reports_would() {
         "{e}"
     );
     api.xml(&mysql, 404);
-}
-
-/// `text` without the first ` as-of="..."` attribute.
-fn without_as_of(text: &str) -> String {
-    match text.find(" as-of=\"") {
-        Some(at) => {
-            let end = text[at + 8..]
-                .find('"')
-                .map_or(text.len(), |e| at + 8 + e + 1);
-            format!("{}{}", &text[..at], &text[end..])
-        }
-        None => text.to_owned(),
-    }
 }
 
 #[test]

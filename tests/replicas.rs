@@ -196,54 +196,6 @@ fn report_paths(expected: &MemoryViews) -> Vec<String> {
     paths
 }
 
-/// A report's body split into what depends on the moment it was computed
-/// (durations of what is still running, up to "now"; "14 min ago" in a
-/// blocker's explanation) and the rest, which must be byte for byte the
-/// same on every replica.
-fn split_time_relative(body: &str) -> (String, Vec<f64>) {
-    const MARKERS: [&str; 2] = ["<duration-seconds>", "\"duration_seconds\":"];
-    let mut skeleton = String::with_capacity(body.len());
-    let mut durations = Vec::new();
-    let mut rest = body;
-    while let Some((at, marker)) = MARKERS
-        .iter()
-        .filter_map(|m| rest.find(m).map(|at| (at, *m)))
-        .min()
-    {
-        let value_at = at + marker.len();
-        skeleton.push_str(&rest[..value_at]);
-        let value_len = rest[value_at..]
-            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
-            .unwrap_or(rest.len() - value_at);
-        durations.push(
-            rest[value_at..value_at + value_len]
-                .parse()
-                .unwrap_or(f64::NAN),
-        );
-        skeleton.push('#');
-        rest = &rest[value_at + value_len..];
-    }
-    skeleton.push_str(rest);
-    // "56 min ago", "42 s ago", "just now": said relative to now.
-    let mut said = String::with_capacity(skeleton.len());
-    let mut rest = skeleton.replace("just now", "~ ago");
-    while let Some(at) = rest.find(" ago") {
-        let before = rest[..at].trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        let before = before.strip_suffix(' ').unwrap_or(before);
-        let number = before.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-        if number.len() < before.len() {
-            said.push_str(number);
-            said.push('~');
-        } else {
-            said.push_str(&rest[..at]);
-        }
-        said.push_str(" ago");
-        rest = rest[at + 4..].to_owned();
-    }
-    said.push_str(&rest);
-    (said, durations)
-}
-
 /// One answer, as compared across replicas.
 #[derive(Debug)]
 struct Compared {
@@ -561,8 +513,10 @@ fn replicas_converge_to_identical_reports_through_kills_lag_and_a_bootstrap() {
     let resumed = Instant::now();
     let mut behind = None;
     let mut caught_up = None;
+    let mut last = String::new();
     while caught_up.is_none() && resumed.elapsed() < Duration::from_secs(60) {
         let (status, body) = health(frozen, "?max-lag=1s");
+        last.clone_from(&body);
         let lag: f64 = attribute(&body, "lag-seconds").unwrap().parse().unwrap();
         match status {
             503 if lag > 1.0 && body.contains("status=\"connected\"") => {
@@ -573,7 +527,12 @@ fn replicas_converge_to_identical_reports_through_kills_lag_and_a_bootstrap() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (behind_at, behind_body) = behind.expect("a 503 from /health?max-lag=1s while behind");
+    let (behind_at, behind_body) = behind.unwrap_or_else(|| {
+        panic!(
+            "no 503 from /health?max-lag=1s while behind; last answer: {last}; log:\n{}",
+            frozen.log_text()
+        )
+    });
     let caught_up = caught_up.expect("a 200 from /health?max-lag=1s once caught up");
     eprintln!(
         "{frozen_name}: 503 {:.0} ms after SIGCONT ({}), 200 after {:.0} ms",

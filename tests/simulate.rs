@@ -518,7 +518,7 @@ fn simulate_says_clearly_why_it_cannot_publish() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+        assert_eq!(output.status.code(), Some(64), "{bad:?}: EX_USAGE");
         assert!(String::from_utf8_lossy(&output.stderr).contains(bad[0]));
     }
 }

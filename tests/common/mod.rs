@@ -212,3 +212,79 @@ pub fn drain_and_stop(rt: &tokio::runtime::Runtime, data: &Path, topology: &Topo
     }
     panic!("the queue never drained");
 }
+
+/// `text` without the first ` as-of="..."` attribute: the freshness
+/// watermark, which the pure projection's reports do not have.
+pub fn without_as_of(text: &str) -> String {
+    match text.find(" as-of=\"") {
+        Some(at) => {
+            let end = text[at + 8..]
+                .find('"')
+                .map_or(text.len(), |e| at + 8 + e + 1);
+            format!("{}{}", &text[..at], &text[end..])
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// A report's body split into what depends on the moment it was computed
+/// (durations of what is still running, up to "now"; "14 min ago" in a
+/// blocker's explanation) and the rest, which must be byte for byte the
+/// same on every replica.
+pub fn split_time_relative(body: &str) -> (String, Vec<f64>) {
+    const MARKERS: [&str; 2] = ["<duration-seconds>", "\"duration_seconds\":"];
+    let mut skeleton = String::with_capacity(body.len());
+    let mut durations = Vec::new();
+    let mut rest = body;
+    while let Some((at, marker)) = MARKERS
+        .iter()
+        .filter_map(|m| rest.find(m).map(|at| (at, *m)))
+        .min()
+    {
+        let value_at = at + marker.len();
+        skeleton.push_str(&rest[..value_at]);
+        let value_len = rest[value_at..]
+            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
+            .unwrap_or(rest.len() - value_at);
+        durations.push(
+            rest[value_at..value_at + value_len]
+                .parse()
+                .unwrap_or(f64::NAN),
+        );
+        skeleton.push('#');
+        rest = &rest[value_at + value_len..];
+    }
+    skeleton.push_str(rest);
+    // "56 min ago", "42 s ago", "just now": said relative to now.
+    let mut said = String::with_capacity(skeleton.len());
+    let mut rest = skeleton.replace("just now", "~ ago");
+    while let Some(at) = rest.find(" ago") {
+        let before = rest[..at].trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let before = before.strip_suffix(' ').unwrap_or(before);
+        let number = before.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        if number.len() < before.len() {
+            said.push_str(number);
+            said.push('~');
+        } else {
+            said.push_str(&rest[..at]);
+        }
+        said.push_str(" ago");
+        rest = rest[at + 4..].to_owned();
+    }
+    said.push_str(&rest);
+    (said, durations)
+}
+
+/// Two bodies of the same report that may differ only in what depends on
+/// the moment each was computed: durations of what still runs (within
+/// `seconds` of each other) and "... ago" in explanations.
+pub fn same_but_for_the_clock(a: &str, b: &str, seconds: f64) -> bool {
+    let (a, a_durations) = split_time_relative(a);
+    let (b, b_durations) = split_time_relative(b);
+    a == b
+        && a_durations.len() == b_durations.len()
+        && a_durations
+            .iter()
+            .zip(&b_durations)
+            .all(|(x, y)| (x - y).abs() <= seconds)
+}
