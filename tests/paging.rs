@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use audrey_consumer::{Publisher, Topology};
-use audrey_core::scenario::{ConfigServerScript, Shape};
+use audrey_core::scenario::ConfigServerScript;
 use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
 use monitoring::*;
@@ -85,17 +85,6 @@ fn start_replica(dir: &Path, base: &Topology, name: &str) -> Service {
             STALL_AFTER,
         ],
     )
-}
-
-fn shape(give_up_rate: f64) -> Shape {
-    Shape {
-        instances: 3,
-        services_per_instance: 2,
-        failure_rate: 0.0,
-        retry_rate: 0.0,
-        give_up_rate,
-        reregister_rate: 0.0,
-    }
 }
 
 /// The events moved in time so that the last one happens at `end`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use audrey_consumer::{Publisher, Topology};
 use audrey_core::memory::MemoryViews;
-use audrey_core::scenario::{ConfigServerScript, Shape};
+use audrey_core::scenario::ConfigServerScript;
 use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
 use monitoring::*;
@@ -59,17 +59,6 @@ fn ending_at(mut events: Vec<Event>, end: Timestamp) -> Vec<Event> {
         e.set_time(Timestamp::from_nanos(e.time().nanos() + shift));
     }
     events
-}
-
-fn shape(give_up_rate: f64) -> Shape {
-    Shape {
-        instances: 3,
-        services_per_instance: 2,
-        failure_rate: 0.0,
-        retry_rate: 0.0,
-        give_up_rate,
-        reregister_rate: 0.0,
-    }
 }
 
 fn progress_series(deployment: DeploymentId) -> String {

@@ -44,11 +44,7 @@ pub fn deployment_page_in<V: ListDeployments>(
     if order != DeploymentOrder::Uuid {
         return sorted_page(views, filter, order, offset, limit, ctx);
     }
-    let (status, stalled_only) = match filter {
-        DeploymentFilter::All => (None, false),
-        DeploymentFilter::Status(s) => (Some(s), false),
-        DeploymentFilter::Stalled => (Some(Status::Incomplete), true),
-    };
+    let (status, stalled_only) = filter.status_and_stalled();
     let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
     let mut seen = 0u64;
     let mut page = Vec::new();
@@ -69,18 +65,7 @@ pub fn deployment_page_in<V: ListDeployments>(
         DeploymentFilter::Status(s) => counts.deployments.get(s) as u64,
         DeploymentFilter::Stalled => seen,
     };
-    let mut deployments = Vec::with_capacity(page.len());
-    for id in page {
-        if let Some(row) = views.deployment(id)? {
-            deployments.push(DeploymentSummary::of(&row, ctx));
-        }
-    }
-    Ok(DeploymentPage {
-        total,
-        offset,
-        limit,
-        deployments,
-    })
+    summaries(views, page, total, offset, limit, ctx)
 }
 
 fn sorted_page<V: ListDeployments>(
@@ -91,11 +76,7 @@ fn sorted_page<V: ListDeployments>(
     limit: u64,
     ctx: &ReportContext,
 ) -> Result<DeploymentPage, V::Error> {
-    let (status, stalled_only) = match filter {
-        DeploymentFilter::All => (None, false),
-        DeploymentFilter::Status(s) => (Some(s), false),
-        DeploymentFilter::Stalled => (Some(Status::Incomplete), true),
-    };
+    let (status, stalled_only) = filter.status_and_stalled();
     let stall_before = ctx.now.plus_seconds(-ctx.stall_after_seconds);
     let mut keys: Vec<(Option<Timestamp>, DeploymentId)> = Vec::new();
     let mut ids = Vec::new();
@@ -119,12 +100,37 @@ fn sorted_page<V: ListDeployments>(
     // carried one that counts) goes last.
     keys.sort_by_key(|(t, id)| (t.is_none(), *t, *id));
     let total = keys.len() as u64;
-    let mut deployments = Vec::new();
-    for (_, id) in keys
+    let page = keys
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
-    {
+        .map(|(_, id)| id);
+    summaries(views, page, total, offset, limit, ctx)
+}
+
+impl DeploymentFilter {
+    /// The status index to walk, and whether only the stalled among them
+    /// count.
+    fn status_and_stalled(self) -> (Option<Status>, bool) {
+        match self {
+            DeploymentFilter::All => (None, false),
+            DeploymentFilter::Status(s) => (Some(s), false),
+            DeploymentFilter::Stalled => (Some(Status::Incomplete), true),
+        }
+    }
+}
+
+/// The page of deployments `ids` (in the order given), summarised.
+fn summaries<V: ListDeployments>(
+    views: &V,
+    ids: impl IntoIterator<Item = DeploymentId>,
+    total: u64,
+    offset: u64,
+    limit: u64,
+    ctx: &ReportContext,
+) -> Result<DeploymentPage, V::Error> {
+    let mut deployments = Vec::new();
+    for id in ids {
         if let Some(row) = views.deployment(id)? {
             deployments.push(DeploymentSummary::of(&row, ctx));
         }
