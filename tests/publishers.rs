@@ -1,6 +1,7 @@
 //! The publishers in the config servers' own languages, end to end: one
-//! realistic workload published to four services through the official
-//! CloudEvents Python SDK (binary, then structured content mode), the Ruby
+//! realistic workload published to five services through the official
+//! CloudEvents Python SDK (binary mode; structured mode; half in each,
+//! alternating), the Ruby
 //! library (`examples/replay.rb`) and the Rust reference publisher gives
 //! byte-identical reports, valid against the schema and equal to what the
 //! pure projection says; the Ruby wordpress + mysql driver completes a
@@ -199,7 +200,13 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
     std::fs::write(&file_path, lines).unwrap();
     let file = file_path.to_str().unwrap();
 
-    let names = ["python-binary", "python-structured", "ruby", "rust"];
+    let names = [
+        "python-binary",
+        "python-structured",
+        "python-alternate",
+        "ruby",
+        "rust",
+    ];
     let topologies: Vec<Topology> = names
         .iter()
         .map(|n| unique_topology(&format!("publishers-{n}")))
@@ -240,6 +247,9 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
     };
     let binary = python("binary", &topologies[0]);
     let structured = python("structured", &topologies[1]);
+    // Half of the events in each mode, one after the other, into one
+    // service: as a config server moving from one SDK setting to the other.
+    let alternate = python("alternate", &topologies[2]);
     let ruby = spawn(
         "ruby",
         &[
@@ -248,11 +258,11 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
             "--url",
             AMQP_URL,
             "--exchange",
-            topologies[2].exchange.as_str(),
+            topologies[3].exchange.as_str(),
         ],
     );
     rt.block_on(async {
-        let publisher = Publisher::connect(AMQP_URL, &topologies[3]).await.unwrap();
+        let publisher = Publisher::connect(AMQP_URL, &topologies[4]).await.unwrap();
         publisher.publish_all(&events).await.unwrap();
         publisher.close().await.unwrap();
     });
@@ -262,6 +272,22 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
         assert_eq!(summary["published"], events.len(), "{what}: {summary}");
         assert_eq!(summary[mode], events.len(), "{what}: {summary}");
     }
+    let summary: Value =
+        serde_json::from_str(succeeded("sdk_publish.py --mode alternate", alternate).trim())
+            .unwrap();
+    assert_eq!(
+        (
+            summary["published"].as_u64(),
+            summary["structured"].as_u64(),
+            summary["binary"].as_u64()
+        ),
+        (
+            Some(events.len() as u64),
+            Some(events.len().div_ceil(2) as u64),
+            Some((events.len() / 2) as u64)
+        ),
+        "sdk_publish.py --mode alternate: {summary}"
+    );
     assert_eq!(
         succeeded("replay.rb", ruby).trim(),
         format!("published={}", events.len())
@@ -329,7 +355,7 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
     }
 
     // Every report of the workload, as XML and as JSON: the same bytes from
-    // the four services, valid, and what the projection says.
+    // the five services, valid, and what the projection says.
     let expected = expected_reports(&views, &ctx);
     let mut found = 0;
     for e in &expected {
@@ -407,8 +433,8 @@ fn python_sdk_ruby_and_rust_publishers_give_byte_identical_reports() {
         }
     }
     eprintln!(
-        "{} events through four publishers (published in {:.1} s); {} report URLs ({found} found) \
-         identical as XML and JSON on the four services; {:.1} s in all",
+        "{} events through five publishers (published in {:.1} s); {} report URLs ({found} found) \
+         identical as XML and JSON on the five services; {:.1} s in all",
         events.len(),
         published_at.as_secs_f64(),
         expected.len(),
