@@ -237,6 +237,12 @@ fn report_figures(
     (within.len(), slowest, gap)
 }
 
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The latest value sampled.
 fn latest(samples: &Samples) -> f64 {
     samples.lock().unwrap().last().map_or(0.0, |s| s.1)
@@ -393,11 +399,25 @@ fn killing_the_services_node_then_the_queue_leader_loses_nothing_and_reports_sta
         "every event was confirmed"
     );
     let expected = events.len() as f64;
-    wait_until(
-        Duration::from_secs(120),
-        "every event to be applied",
-        || latest(&consumed) >= expected,
-    );
+    let applying = Instant::now();
+    while latest(&consumed) < expected {
+        if applying.elapsed() > Duration::from_secs(120) {
+            // What is missing, and where: the service's count and log,
+            // what the broker still holds for it, and what the store holds.
+            let broker = cluster.queue_diagnostics(&topology.queue);
+            let log = last_lines(&service.log_text(), 60);
+            stop.store(true, Ordering::SeqCst);
+            let _ = service.stop();
+            let logged = Store::open(&data).map(|s| s.logged_events());
+            panic!(
+                "not every event was applied within 120 s: {} of {expected} distinct events \
+                 counted by the service, {logged:?} in its store\n{broker}\n---- service log \
+                 (last 60 lines):\n{log}",
+                latest(&consumed),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Nothing left to deliver (redeliveries included) before counting.
     wait_until(
         Duration::from_secs(60),

@@ -134,7 +134,16 @@ pub fn messages_held(queue: &str) -> anyhow::Result<u64> {
 
 /// The `messages` of `queue` in the JSON of `rabbitmqctl list_queues name
 /// messages --formatter json`.
-pub fn queue_messages_in(list_queues_json: &str, queue: &str) -> anyhow::Result<u64> {
+fn queue_messages_in(list_queues_json: &str, queue: &str) -> anyhow::Result<u64> {
+    let row = queue_row_in(list_queues_json, queue)?;
+    row["messages"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no message count for {queue}: {row}"))
+}
+
+/// The row of `queue` in the JSON of `rabbitmqctl list_queues name ...
+/// --formatter json`.
+pub fn queue_row_in(list_queues_json: &str, queue: &str) -> anyhow::Result<serde_json::Value> {
     use anyhow::{anyhow, Context};
     let rows: serde_json::Value = serde_json::from_str(list_queues_json)
         .with_context(|| format!("list_queues said {list_queues_json:?}"))?;
@@ -142,6 +151,6 @@ pub fn queue_messages_in(list_queues_json: &str, queue: &str) -> anyhow::Result<
         .into_iter()
         .flatten()
         .find(|row| row["name"] == queue)
-        .and_then(|row| row["messages"].as_u64())
-        .ok_or_else(|| anyhow!("no queue {queue} with a message count in {list_queues_json}"))
+        .cloned()
+        .ok_or_else(|| anyhow!("no queue {queue} in {list_queues_json}"))
 }

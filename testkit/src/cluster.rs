@@ -170,31 +170,20 @@ impl Cluster {
         self.all().into_iter().find(|n| self.is_running(*n))
     }
 
+    /// The row of `queue` in `rabbitmqctl list_queues name COLUMNS`, asked
+    /// of a running node.
+    fn queue_row(&self, queue: &str, columns: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let via = self.any_running().ok_or_else(|| anyhow!("no node runs"))?;
+        let mut args = vec!["-q", "list_queues", "name"];
+        args.extend_from_slice(columns);
+        args.extend_from_slice(&["--formatter", "json"]);
+        crate::broker::queue_row_in(&self.ctl(via, &args)?, queue)
+    }
+
     /// Where the replicas of `queue` are and which one leads, asked of
     /// a running node (`list_queues name leader members online`).
     pub fn queue_members(&self, queue: &str) -> anyhow::Result<QueueMembers> {
-        let via = self.any_running().ok_or_else(|| anyhow!("no node runs"))?;
-        let text = self.ctl(
-            via,
-            &[
-                "-q",
-                "list_queues",
-                "name",
-                "leader",
-                "members",
-                "online",
-                "--formatter",
-                "json",
-            ],
-        )?;
-        let rows: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("list_queues said {text:?}"))?;
-        let row = rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["name"] == queue)
-            .ok_or_else(|| anyhow!("no queue {queue} in {text}"))?;
+        let row = self.queue_row(queue, &["leader", "members", "online"])?;
         let nodes = |key: &str| {
             let mut found: Vec<usize> = row[key]
                 .as_array()
@@ -215,19 +204,52 @@ impl Cluster {
     /// Messages `queue` holds, ready and unacknowledged together, asked of
     /// a running node: 0 once its consumer has settled everything.
     pub fn queue_messages(&self, queue: &str) -> anyhow::Result<u64> {
-        let via = self.any_running().ok_or_else(|| anyhow!("no node runs"))?;
-        let text = self.ctl(
+        let row = self.queue_row(queue, &["messages"])?;
+        row["messages"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no message count for {queue}: {row}"))
+    }
+
+    /// What the cluster holds for `queue` and its consumers, as text for a
+    /// failure message: the queue's ready and unacknowledged messages,
+    /// leader and online replicas, and each channel's unacknowledged
+    /// deliveries. When a queue says "unacknowledged" but no channel
+    /// holds them, the deliveries were lost between the queue and its
+    /// consumer.
+    pub fn queue_diagnostics(&self, queue: &str) -> String {
+        let Some(via) = self.any_running() else {
+            return "no node runs".to_owned();
+        };
+        let queues = self.ctl(
             via,
             &[
                 "-q",
                 "list_queues",
                 "name",
-                "messages",
-                "--formatter",
-                "json",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+                "leader",
+                "online",
             ],
-        )?;
-        crate::broker::queue_messages_in(&text, queue)
+        );
+        let channels = self.ctl(
+            via,
+            &[
+                "-q",
+                "list_channels",
+                "name",
+                "consumer_count",
+                "messages_unacknowledged",
+                "prefetch_count",
+            ],
+        );
+        let show = |r: anyhow::Result<String>| r.unwrap_or_else(|e| format!("{e:#}"));
+        format!(
+            "queue {queue}, asked of t{via}:\n{}\nchannels:\n{}",
+            show(queues),
+            show(channels)
+        )
     }
 
     /// The nodes holding the client connections named `connection_name`
