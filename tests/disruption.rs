@@ -152,3 +152,213 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
 }
+
+/// The pid of the broker's channel process that holds `queue`'s consumer,
+/// as `rabbitmqctl list_consumers` prints it in its table
+/// (`<rabbit@host.N.N.N>`, the form `rabbit_misc:string_to_pid` reads).
+fn consumer_channel_pid(queue: &str) -> Option<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_consumers",
+            "--no-table-headers",
+            "queue_name",
+            "channel_pid",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .find(|(name, _)| *name == queue)
+        .map(|(_, pid)| pid.trim().to_owned())
+}
+
+/// `sys:suspend` or `sys:resume` of one process of the broker (the test's
+/// own channel): the channel stays open, its connection answers
+/// heartbeats, and no delivery reaches the client.
+fn broker_process(verb: &str, pid: &str) {
+    rabbitmqctl(&[
+        "eval",
+        &format!("sys:{verb}(rabbit_misc:string_to_pid(\"{pid}\"))."),
+    ]);
+}
+
+#[test]
+fn a_channel_the_broker_stops_feeding_is_restarted_and_nothing_is_lost() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = runtime();
+    let topology = unique_topology("stall");
+    let _cleanup = RemoveOnDrop(topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = realistic_stream(43, 40, 4);
+    let (first, second) = events.split_at(events.len() / 3);
+    // A small prefetch: most of what is published while the channel is
+    // suspended stays ready in the queue, where the broker counts it.
+    let service = Service::start(
+        &data,
+        &topology,
+        &["--prefetch", "50", "--batch-size", "25"],
+    );
+    service.wait_ready(Duration::from_secs(60));
+    let publish = |events: &[audrey_core::Event]| {
+        rt.block_on(async {
+            let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+            publisher.publish_all(events).await.unwrap();
+            publisher.close().await.unwrap();
+        })
+    };
+    let applied = || {
+        metric_sum(
+            &service.get("/metrics").text(),
+            "audrey_events_consumed_total",
+        )
+    };
+    publish(first);
+    wait_until(Duration::from_secs(60), "the first third applied", || {
+        applied() >= first.len() as f64
+    });
+
+    // The broker's side of the consumer's channel stops; the connection
+    // stays up (heartbeats are answered by its own process).
+    let pid = consumer_channel_pid(&topology.queue).expect("the service's consumer is listed");
+    broker_process("suspend", &pid);
+    let suspended = std::time::Instant::now();
+    let noticed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        publish(second);
+        // What the old channel held (at most the prefetch) comes back only
+        // once the broker lets go of it; everything else is applied on a new
+        // channel while the old one is still stuck.
+        wait_until(
+            Duration::from_secs(90),
+            "all but the stuck channel's prefetch to be applied",
+            || applied() >= (events.len() - 50) as f64,
+        );
+        assert!(
+            service.log_text().contains("a stalled consumer"),
+            "the service says why it reconnected:\n{}",
+            service.log_text()
+        );
+    }));
+    let flowing_again_after = suspended.elapsed();
+    // Resumed whatever happened: the old channel then ends (its connection
+    // is gone) and the broker takes back what it had handed it.
+    broker_process("resume", &pid);
+    if let Err(panic) = noticed {
+        std::panic::resume_unwind(panic);
+    }
+    eprintln!(
+        "events flowed again on a new channel {:.1} s after the old one was suspended",
+        flowing_again_after.as_secs_f64()
+    );
+    assert!(
+        flowing_again_after >= audrey_consumer::stall::STALL_AFTER,
+        "not before the stall rule's {:?}: {flowing_again_after:?}",
+        audrey_consumer::stall::STALL_AFTER
+    );
+
+    wait_until(Duration::from_secs(60), "every event applied", || {
+        applied() >= events.len() as f64
+    });
+    wait_until(Duration::from_secs(30), "the queue to hold nothing", || {
+        audrey_testkit::broker::messages_held(&topology.queue).ok() == Some(0)
+    });
+    let metrics = service.get("/metrics").text();
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_consumed_total"),
+        events.len() as f64,
+        "each event applied once"
+    );
+    assert_eq!(service.stop(), Some(0));
+    let store = Store::open(&data).unwrap();
+    assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
+}
+
+/// Has the broker close the connections named `audrey-reporting` (the
+/// service's; the tests of this binary run one at a time) `times` times,
+/// `every` apart, in one `rabbitmqctl eval` (each rabbitmqctl call costs
+/// most of a second). Returns how many connections were closed.
+fn close_service_connections(times: u32, every: Duration) -> u64 {
+    let code = format!(
+        r#"Named = fun(P) ->
+             case catch rabbit_networking:connection_info(P, [client_properties]) of
+               [{{client_properties, Props}}] when is_list(Props) ->
+                 lists:keyfind(<<"connection_name">>, 1, Props)
+                   =:= {{<<"connection_name">>, longstr, <<"audrey-reporting">>}};
+               _ -> false
+             end
+           end,
+           lists:sum([begin
+                        timer:sleep({}),
+                        length([rabbit_networking:close_connection(P, "closed by the test")
+                                || P <- rabbit_networking:connections(), Named(P)])
+                      end || _ <- lists:seq(1, {})])."#,
+        every.as_millis(),
+        times
+    );
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "eval", &code])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "rabbitmqctl eval said {text:?}, {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn connections_closed_mid_stream_count_each_event_once() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = runtime();
+    let topology = unique_topology("closed");
+    let _cleanup = RemoveOnDrop(topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = realistic_stream(47, 800, 5);
+    // The first start declares the queue; the whole stream is queued while
+    // the service is down, so that it drains a backlog: every closing then
+    // finds batches in the writer and in flight.
+    let service = Service::start(&data, &topology, &[]);
+    service.wait_ready(Duration::from_secs(60));
+    assert_eq!(service.stop(), Some(0));
+    rt.block_on(async {
+        let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+        publisher.publish_all(&events).await.unwrap();
+        publisher.close().await.unwrap();
+    });
+    let service = Service::start(&data, &topology, &[]);
+    service.wait_ready(Duration::from_secs(60));
+    let closed = close_service_connections(10, Duration::from_millis(150));
+    assert!(
+        closed >= 3,
+        "the service's connection was closed {closed} times"
+    );
+    wait_until(Duration::from_secs(120), "the queue to drain", || {
+        audrey_testkit::broker::messages_held(&topology.queue).ok() == Some(0)
+    });
+    let metrics = service.get("/metrics").text();
+    let duplicates = metric_sum(&metrics, "audrey_events_duplicate_total");
+    eprintln!(
+        "{} events, {closed} connections closed, {duplicates} redelivered duplicates",
+        events.len()
+    );
+    // Each event counted once however often it was delivered: the count
+    // of a batch made durable does not wait for its acknowledgement.
+    assert_eq!(
+        metric_sum(&metrics, "audrey_events_consumed_total"),
+        events.len() as f64,
+        "audrey_events_consumed_total after {closed} closed connections"
+    );
+    assert!(service
+        .log_text()
+        .contains("AMQP disconnected; reconnecting"));
+    assert_eq!(service.stop(), Some(0));
+    let store = Store::open(&data).unwrap();
+    assert_store_matches(&store, &MemoryViews::from_events(&events), Timestamp::now());
+}

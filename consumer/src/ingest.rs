@@ -40,6 +40,7 @@ use crate::connect::Broker;
 use crate::dead_letter::{DeadLetters, Settled};
 use crate::delivery::Checks;
 use crate::observer::{AppliedBatch, Observer};
+use crate::stall::Progress;
 use crate::topology::{Topology, BARRIER_PREFIX};
 
 pub use crate::dead_letter::{ERROR_HEADER, REASON_HEADER};
@@ -106,7 +107,7 @@ pub async fn run(
         let mut session = Session {
             config: &config,
             store: &store,
-            observer: observer.as_ref(),
+            observer: &observer,
         };
         match session.run(&mut shutdown, &mut backoff, initial).await {
             Ok(()) => {
@@ -145,8 +146,9 @@ struct Session<'a> {
     config: &'a IngestConfig,
     /// Where batches are applied (on blocking threads).
     store: &'a Arc<Store>,
-    /// Told of connections, batches and dead letters.
-    observer: &'a dyn Observer,
+    /// Told of connections, batches and dead letters (and, by the writer
+    /// thread, of what each batch applied).
+    observer: &'a Arc<dyn Observer>,
 }
 
 impl Session<'_> {
@@ -194,12 +196,22 @@ impl Session<'_> {
         // ends all three.
         let (to_writer, from_reader) = tokio::sync::mpsc::channel::<Prepared>(1);
         let (to_acker, mut from_writer) = tokio::sync::mpsc::channel::<Applied>(2);
-        spawn_writer(Arc::clone(self.store), from_reader, to_acker)?;
+        spawn_writer(
+            Arc::clone(self.store),
+            Arc::clone(self.observer),
+            from_reader,
+            to_acker,
+        )?;
         let this = &*self;
+        // What the stall watchdog (`stall`) reads: the reader's waits, the
+        // batches in flight, the queue's ready count.
+        let progress = Progress::default();
+        let progress = &progress;
         let mut screen_stop = shutdown.clone();
         let mut depth_stop = shutdown.clone();
         let reader = async {
             loop {
+                progress.waiting();
                 let first = tokio::select! {
                     biased;
                     _ = shutdown.changed() => None,
@@ -207,6 +219,7 @@ impl Session<'_> {
                 };
                 let Some(first) = first else { break };
                 let first = first.ok_or_else(|| anyhow!("the broker cancelled the consumer"))??;
+                progress.delivered();
                 let mut deliveries = vec![first];
                 while deliveries.len() < config.batch_size {
                     match poll_once(consumer.next()).await {
@@ -215,6 +228,7 @@ impl Session<'_> {
                     }
                 }
                 let prepared = this.prepare(&channel, &dead_letters, deliveries).await?;
+                progress.batch_sent();
                 if to_writer.send(prepared).await.is_err() || *shutdown.borrow() {
                     break;
                 }
@@ -225,6 +239,7 @@ impl Session<'_> {
         let acker = async {
             while let Some(applied) = from_writer.recv().await {
                 this.settle(&channel, applied).await?;
+                progress.batch_settled();
             }
             Ok::<(), anyhow::Error>(())
         };
@@ -238,7 +253,7 @@ impl Session<'_> {
                         replica,
                         &config.checks,
                         &dead_letters,
-                        self.observer,
+                        self.observer.as_ref(),
                         &mut screen_stop,
                     )
                     .await
@@ -249,14 +264,25 @@ impl Session<'_> {
         let depth = watch_queue_depth(
             &connection,
             &config.topology.queue,
-            self.observer,
+            self.observer.as_ref(),
+            progress,
             &mut depth_stop,
         );
-        tokio::try_join!(reader, acker, screening, depth)?;
-        // Deliveries prefetched but not processed go back to the queue.
-        let _ = channel.close(200, "shutting down".into()).await;
-        let _ = connection.close(200, "shutting down".into()).await;
-        Ok(())
+        let ended = tokio::try_join!(reader, acker, screening, depth);
+        // Deliveries prefetched but not processed go back to the queue (and,
+        // after a stall, whatever the broker held for this channel). A dead
+        // connection cannot say goodbye: at most a second is spent trying.
+        let reason = if ended.is_ok() {
+            "shutting down"
+        } else {
+            "restarting"
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = channel.close(200, reason.into()).await;
+            let _ = connection.close(200, reason.into()).await;
+        })
+        .await;
+        ended.map(|_| ())
     }
 
     /// Decodes a batch of deliveries. An invalid one is dead-lettered, or,
@@ -291,7 +317,7 @@ impl Session<'_> {
                 }
                 Err(error) => {
                     let settled = dead_letters
-                        .send(channel, delivery, &error, self.observer)
+                        .send(channel, delivery, &error, self.observer.as_ref())
                         .await?;
                     if settled == Settled::Published {
                         last_settled_by_ack = Some(delivery.delivery_tag);
@@ -306,8 +332,8 @@ impl Session<'_> {
         })
     }
 
-    /// Reports a batch the writer applied, then acknowledges everything up
-    /// to its last delivery (only once the batch is durable).
+    /// Acknowledges everything up to a batch's last delivery (only once the
+    /// writer has made it durable), then passes its barriers.
     async fn settle(&self, channel: &Channel, applied: Applied) -> anyhow::Result<()> {
         let Applied {
             prepared:
@@ -317,32 +343,10 @@ impl Session<'_> {
                     last_settled_by_ack,
                 },
             outcome,
-            apply_duration,
         } = applied;
-        if let Some(outcome) = outcome {
-            let outcome = outcome.inspect_err(|error| {
-                warn!(error = %format!("{error:#}"), events = events.len(), "batch failed; it will be redelivered");
-            })?;
-            let now = Timestamp::now();
-            let mut batch = AppliedBatch {
-                apply_duration,
-                completions: outcome.completions,
-                ..AppliedBatch::default()
-            };
-            for (event, outcome) in events.iter().map(Encoded::event).zip(&outcome.outcomes) {
-                match outcome {
-                    EventOutcome::Applied(_) => {
-                        batch.applied_types.push(event.event_type());
-                        // In f64: far apart times must not overflow; a
-                        // clock running ahead (by at most a day, or the
-                        // event is refused) is no lag at all.
-                        let lag = (now.nanos() as f64 - event.time().nanos() as f64) / 1e9;
-                        batch.lags_seconds.push(lag.max(0.0));
-                    }
-                    EventOutcome::Duplicate => batch.duplicates += 1,
-                }
-            }
-            self.observer.batch_applied(&batch);
+        if let Some(Err(error)) = outcome {
+            warn!(error = %format!("{error:#}"), events = events.len(), "batch failed; it will be redelivered");
+            return Err(error);
         }
         if let Some(tag) = last_settled_by_ack {
             channel
@@ -357,24 +361,58 @@ impl Session<'_> {
     }
 }
 
+/// Tells `observer` what a durable batch applied: new events by type with
+/// their lag, duplicates, completions. Called by the writer as soon as the
+/// batch is synced, whether or not its acknowledgement gets through: the
+/// events are in the store either way, and once redelivered they count as
+/// duplicates, so a batch reported only at its acknowledgement would be
+/// missing from `audrey_events_consumed_total` after a reconnection.
+fn report_applied(
+    observer: &dyn Observer,
+    events: &[Encoded],
+    outcome: BatchOutcome,
+    apply_duration: Duration,
+) {
+    let now = Timestamp::now();
+    let mut batch = AppliedBatch {
+        apply_duration,
+        completions: outcome.completions,
+        ..AppliedBatch::default()
+    };
+    for (event, outcome) in events.iter().map(Encoded::event).zip(&outcome.outcomes) {
+        match outcome {
+            EventOutcome::Applied(_) => {
+                batch.applied_types.push(event.event_type());
+                // In f64: far apart times must not overflow; a clock running
+                // ahead (by at most a day, or the event is refused) is no
+                // lag at all.
+                let lag = (now.nanos() as f64 - event.time().nanos() as f64) / 1e9;
+                batch.lags_seconds.push(lag.max(0.0));
+            }
+            EventOutcome::Duplicate => batch.duplicates += 1,
+        }
+    }
+    observer.batch_applied(&batch);
+}
+
 /// A batch through the writer: what the acknowledger settles.
 struct Applied {
     /// The batch as the reader prepared it.
     prepared: Prepared,
-    /// The store's outcome; `None` when the batch held no valid event
-    /// (only dead letters or barriers to settle).
-    /// A panic while applying is an error here too, so the session ends
-    /// (and reconnects) instead of losing its writer.
-    outcome: Option<anyhow::Result<BatchOutcome>>,
-    /// How long the synced write took.
-    apply_duration: Duration,
+    /// The store's outcome, reported already; `None` when the batch held no
+    /// valid event (only dead letters or barriers to settle). A panic while
+    /// applying is an error here too, so the session ends (and reconnects)
+    /// instead of losing its writer.
+    outcome: Option<anyhow::Result<()>>,
 }
 
 /// Starts the writer thread of one connection: applies each prepared batch
-/// in one synced write and hands it on to be acknowledged, until the reader
-/// stops or a batch fails (the acknowledger then ends the session).
+/// in one synced write, reports it, and hands it on to be acknowledged,
+/// until the reader stops or a batch fails (the acknowledger then ends the
+/// session).
 fn spawn_writer(
     store: Arc<Store>,
+    observer: Arc<dyn Observer>,
     mut from_reader: tokio::sync::mpsc::Receiver<Prepared>,
     to_acker: tokio::sync::mpsc::Sender<Applied>,
 ) -> anyhow::Result<()> {
@@ -386,16 +424,21 @@ fn spawn_writer(
                 let outcome = (!prepared.events.is_empty()).then(|| {
                     let apply = AssertUnwindSafe(|| store.apply_batch(&prepared.events));
                     match std::panic::catch_unwind(apply) {
-                        Ok(outcome) => outcome.map_err(anyhow::Error::from),
+                        Ok(Ok(outcome)) => {
+                            report_applied(
+                                observer.as_ref(),
+                                &prepared.events,
+                                outcome,
+                                started.elapsed(),
+                            );
+                            Ok(())
+                        }
+                        Ok(Err(error)) => Err(anyhow::Error::from(error)),
                         Err(_) => Err(anyhow!("the batch writer panicked")),
                     }
                 });
                 let failed = matches!(outcome, Some(Err(_)));
-                let applied = Applied {
-                    prepared,
-                    outcome,
-                    apply_duration: started.elapsed(),
-                };
+                let applied = Applied { prepared, outcome };
                 if to_acker.blocking_send(applied).is_err() || failed {
                     break;
                 }
@@ -410,11 +453,14 @@ fn spawn_writer(
 }
 
 /// Counts the messages waiting in `queue` every [`QUEUE_DEPTH_EVERY`] until
-/// `stop`: how far behind this service is, as the broker sees it.
+/// `stop`: how far behind this service is, as the broker sees it. Ends the
+/// session with an error when the consumer is stalled (see `stall`): events
+/// wait in the queue while the broker sends this idle consumer none.
 async fn watch_queue_depth(
     connection: &lapin::Connection,
     queue: &str,
     observer: &dyn Observer,
+    progress: &Progress,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let channel = connection.create_channel().await?;
@@ -428,6 +474,15 @@ async fn watch_queue_depth(
             .await
             .context("counting the events waiting in the queue")?;
         observer.waiting(declared.message_count());
+        progress.looked(declared.message_count());
+        if let Some(starved) = progress.stalled(Instant::now()) {
+            return Err(anyhow!(
+                "the broker sent no delivery for {starved:?} while {} events waited in the \
+                 queue and none was in flight here: a stalled consumer; its channel is closed \
+                 so that the broker delivers them again",
+                declared.message_count()
+            ));
+        }
         tokio::select! {
             _ = tokio::time::sleep(QUEUE_DEPTH_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return Ok(()),

@@ -13,6 +13,9 @@
 //! - `dead_letter`: sending an invalid message to the dead-letter queue;
 //!   `screen`: on replicas, the one consumer of the shared screening queue
 //!   that dead-letters for all.
+//! - [`stall`]: noticing a channel the broker has silently stopped feeding
+//!   (events ready, nothing in flight, no delivery for 30 s): the session
+//!   is restarted.
 //! - [`observer`]: how the loop reports what it did (the binary wires it to
 //!   the metrics and health of the API), so this crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@ pub mod ingest;
 pub mod observer;
 pub mod publisher;
 mod screen;
+pub mod stall;
 pub mod topology;
 
 pub use connect::Broker;
