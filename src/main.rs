@@ -44,10 +44,10 @@ const USAGE_ERROR: u8 = 64;
 /// eight per core), each keeping what was freed in it, and, once a large
 /// block has been freed, serves later large blocks from the arenas instead
 /// of `mmap`. In the query benchmark's service that kept 30 – 40 MiB more
-/// resident: peak RSS 196 – 211 MiB (median 201, five runs) by default,
-/// 159 – 171 MiB (median 163, four runs) with two arenas (one per core of
-/// the target machine) and a fixed mmap threshold, so that a flushed
-/// memtable's blocks go back to the system.
+/// resident: peak RSS 195 – 211 MiB by default, 159 – 171 MiB with two
+/// arenas (one per core of the target machine) and a fixed mmap threshold,
+/// so that a flushed memtable's blocks go back to the system
+/// (BENCHMARKS.md, goal 5).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn limit_malloc_arenas() {
