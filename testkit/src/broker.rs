@@ -48,20 +48,35 @@ pub async fn remove_topology(topology: &Topology) {
 /// Deletes queues and exchanges (whatever of them exists): a replica's
 /// (`Topology::replica`) also has the shared screening queue. A channel for
 /// each: a failed delete closes its channel.
+///
+/// A clean-up must never hang a test run: over AMQP it gets 30 s in all
+/// (a lapin connection the broker dropped halfway was once seen to wait
+/// forever, holding a whole CI run). If that is not enough, what remains on
+/// the shared broker is deleted with `rabbitmqctl`.
 pub async fn remove_topologies(url: &str, topologies: &[Topology]) {
+    let over_amqp = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        remove_over_amqp(url, topologies),
+    )
+    .await;
+    if over_amqp.is_err() && url == AMQP_URL {
+        eprintln!("removing the test's queues over AMQP timed out; using rabbitmqctl");
+        for topology in topologies {
+            remove_with_rabbitmqctl(topology);
+        }
+    }
+}
+
+async fn remove_over_amqp(url: &str, topologies: &[Topology]) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let Ok(connection) = lapin::Connection::connect(url, Default::default()).await else {
         return;
     };
     for topology in topologies {
-        let screen = topology.replica.as_ref().map(|r| &r.screen_queue);
-        for queue in [&topology.queue, &topology.dead_letter_queue]
-            .into_iter()
-            .chain(screen)
-        {
+        for queue in queues_of(topology) {
             if let Ok(channel) = connection.create_channel().await {
                 let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
                     .await;
             }
         }
@@ -74,6 +89,40 @@ pub async fn remove_topologies(url: &str, topologies: &[Topology]) {
         }
     }
     let _ = connection.close(200, "done".into()).await;
+}
+
+/// The queues a topology declares.
+fn queues_of(topology: &Topology) -> impl Iterator<Item = &str> {
+    let screen = topology.replica.as_ref().map(|r| r.screen_queue.as_str());
+    [topology.queue.as_str(), topology.dead_letter_queue.as_str()]
+        .into_iter()
+        .chain(screen)
+}
+
+/// [`remove_over_amqp`] through `rabbitmqctl` on the shared broker (each
+/// call at most 30 s); what does not exist is skipped.
+fn remove_with_rabbitmqctl(topology: &Topology) {
+    let run = |args: &[&str]| {
+        let _ = std::process::Command::new("timeout")
+            .arg("30")
+            .arg("rabbitmqctl")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output();
+    };
+    for queue in queues_of(topology) {
+        run(&["-q", "delete_queue", queue]);
+    }
+    for exchange in [&topology.exchange, &topology.dead_letter_exchange] {
+        run(&[
+            "-q",
+            "eval",
+            &format!(
+                "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"{exchange}\">>), \
+                 false, <<\"cleanup\">>)."
+            ),
+        ]);
+    }
 }
 
 /// Messages in a queue: (ready, consumers).
@@ -153,4 +202,37 @@ pub fn queue_row_in(list_queues_json: &str, queue: &str) -> anyhow::Result<serde
         .find(|row| row["name"] == queue)
         .cloned()
         .ok_or_else(|| anyhow!("no queue {queue} in {list_queues_json}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `rabbitmqctl list_<what> name` lists on the shared broker.
+    fn listed(what: &str) -> String {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", what, "name"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn the_rabbitmqctl_fallback_removes_queues_and_exchanges() {
+        let topology = unique_topology("fallback");
+        runtime().block_on(async {
+            let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+                .await
+                .unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            topology.declare(&channel).await.unwrap();
+            let _ = connection.close(200, "declared".into()).await;
+        });
+        let prefix = topology.queue.rsplit_once('.').unwrap().0.to_owned();
+        assert!(listed("list_queues").contains(&prefix));
+        remove_with_rabbitmqctl(&topology);
+        assert!(!listed("list_queues").contains(&prefix), "queues left");
+        assert!(!listed("list_exchanges").contains(&prefix), "exchanges left");
+    }
 }
