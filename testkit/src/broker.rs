@@ -233,6 +233,9 @@ mod tests {
         assert!(listed("list_queues").contains(&prefix));
         remove_with_rabbitmqctl(&topology);
         assert!(!listed("list_queues").contains(&prefix), "queues left");
-        assert!(!listed("list_exchanges").contains(&prefix), "exchanges left");
+        assert!(
+            !listed("list_exchanges").contains(&prefix),
+            "exchanges left"
+        );
     }
 }
