@@ -57,20 +57,10 @@ const SERVICE: Permissions = Permissions {
 const DEAD_LETTER_REASON: &str = "x-audrey-reason";
 
 fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .map_err(|e| format!("rabbitmqctl does not run: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "rabbitmqctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    let quiet: Vec<&str> = std::iter::once("-q").chain(args.iter().copied()).collect();
+    audrey_testkit::broker::rabbitmqctl(&quiet)
+        .map(drop)
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// A vhost of the test's own and the users made for it, all deleted on

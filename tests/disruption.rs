@@ -73,11 +73,7 @@ fn three_sigkills_mid_stream_lose_nothing_and_count_nothing_twice() {
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(status.success(), "rabbitmqctl {args:?}");
+    audrey_testkit::broker::rabbitmqctl(args).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[test]
@@ -157,22 +153,18 @@ fn a_broker_restart_mid_stream_is_survived_without_anyone_stepping_in() {
 /// as `rabbitmqctl list_consumers` prints it in its table
 /// (`<rabbit@host.N.N.N>`, the form `rabbit_misc:string_to_pid` reads).
 fn consumer_channel_pid(queue: &str) -> Option<String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_consumers",
-            "--no-table-headers",
-            "queue_name",
-            "channel_pid",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("rabbitmqctl runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .find(|(name, _)| *name == queue)
-        .map(|(_, pid)| pid.trim().to_owned())
+    audrey_testkit::broker::rabbitmqctl(&[
+        "-q",
+        "list_consumers",
+        "--no-table-headers",
+        "queue_name",
+        "channel_pid",
+    ])
+    .ok()?
+    .lines()
+    .filter_map(|line| line.split_once('\t'))
+    .find(|(name, _)| *name == queue)
+    .map(|(_, pid)| pid.trim().to_owned())
 }
 
 /// `sys:suspend` or `sys:resume` of one process of the broker (the test's
@@ -298,18 +290,11 @@ fn close_service_connections(times: u32, every: Duration) -> u64 {
         every.as_millis(),
         times
     );
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "eval", &code])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("rabbitmqctl runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse().unwrap_or_else(|_| {
-        panic!(
-            "rabbitmqctl eval said {text:?}, {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let said = audrey_testkit::broker::rabbitmqctl(&["-q", "eval", &code])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    said.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("rabbitmqctl eval said {said:?}"))
 }
 
 #[test]

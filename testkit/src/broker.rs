@@ -157,28 +157,35 @@ pub async fn ready_messages(queue: &str) -> anyhow::Result<u32> {
 /// (AMQP's passive declare tells only the ready ones): 0 means every
 /// message put in the queue has been settled by its consumers.
 pub fn messages_held(queue: &str) -> anyhow::Result<u64> {
+    let listed = rabbitmqctl(&[
+        "-q",
+        "list_queues",
+        "name",
+        "messages",
+        "--formatter",
+        "json",
+    ])?;
+    queue_messages_in(&listed, queue)
+}
+
+/// `rabbitmqctl ARGS` on the shared broker, without standard input: its
+/// standard output, or an error with both outputs when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
     use anyhow::{anyhow, Context};
     let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_queues",
-            "name",
-            "messages",
-            "--formatter",
-            "json",
-        ])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .context("running rabbitmqctl")?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(anyhow!(
-            "rabbitmqctl list_queues: {}{}",
+            "rabbitmqctl {args:?}: {}{}",
             text,
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    queue_messages_in(&text, queue)
+    Ok(text)
 }
 
 /// The `messages` of `queue` in the JSON of `rabbitmqctl list_queues name
@@ -210,12 +217,7 @@ mod tests {
 
     /// What `rabbitmqctl list_<what> name` lists on the shared broker.
     fn listed(what: &str) -> String {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(["-q", what, "name"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        rabbitmqctl(&["-q", what, "name"]).unwrap()
     }
 
     #[test]
