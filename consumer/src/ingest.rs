@@ -342,9 +342,9 @@ impl Session<'_> {
                     barriers,
                     last_settled_by_ack,
                 },
-            outcome,
+            failure,
         } = applied;
-        if let Some(Err(error)) = outcome {
+        if let Some(error) = failure {
             warn!(error = %format!("{error:#}"), events = events.len(), "batch failed; it will be redelivered");
             return Err(error);
         }
@@ -399,11 +399,11 @@ fn report_applied(
 struct Applied {
     /// The batch as the reader prepared it.
     prepared: Prepared,
-    /// The store's outcome, reported already; `None` when the batch held no
-    /// valid event (only dead letters or barriers to settle). A panic while
-    /// applying is an error here too, so the session ends (and reconnects)
-    /// instead of losing its writer.
-    outcome: Option<anyhow::Result<()>>,
+    /// Why the batch could not be applied; `None` once it is durable (and
+    /// reported), or when it held no valid event (only dead letters or
+    /// barriers to settle). A panic while applying is a failure too, so the
+    /// session ends (and reconnects) instead of losing its writer.
+    failure: Option<anyhow::Error>,
 }
 
 /// Starts the writer thread of one connection: applies each prepared batch
@@ -421,7 +421,9 @@ fn spawn_writer(
         .spawn(move || {
             while let Some(prepared) = from_reader.blocking_recv() {
                 let started = Instant::now();
-                let outcome = (!prepared.events.is_empty()).then(|| {
+                let failure = if prepared.events.is_empty() {
+                    None
+                } else {
                     let apply = AssertUnwindSafe(|| store.apply_batch(&prepared.events));
                     match std::panic::catch_unwind(apply) {
                         Ok(Ok(outcome)) => {
@@ -431,14 +433,14 @@ fn spawn_writer(
                                 outcome,
                                 started.elapsed(),
                             );
-                            Ok(())
+                            None
                         }
-                        Ok(Err(error)) => Err(anyhow::Error::from(error)),
-                        Err(_) => Err(anyhow!("the batch writer panicked")),
+                        Ok(Err(error)) => Some(anyhow::Error::from(error)),
+                        Err(_) => Some(anyhow!("the batch writer panicked")),
                     }
-                });
-                let failed = matches!(outcome, Some(Err(_)));
-                let applied = Applied { prepared, outcome };
+                };
+                let failed = failure.is_some();
+                let applied = Applied { prepared, failure };
                 if to_acker.blocking_send(applied).is_err() || failed {
                     break;
                 }
