@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use audrey_consumer::{Publisher, Topology};
-use audrey_core::scenario::ConfigServerScript;
+use audrey_core::scenario::{ConfigServerScript, Shape};
 use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
 use monitoring::*;
@@ -109,7 +109,10 @@ fn publish(rt: &tokio::runtime::Runtime, topology: &Topology, events: &[Event]) 
 /// a quarter of a second ago).
 fn stuck_deployment(script: &mut ConfigServerScript) -> (DeploymentId, Vec<Event>) {
     let now = Timestamp::now();
-    let events = ending_at(script.deployment(now, &shape(1.0)), now.plus_seconds(-0.25));
+    let events = ending_at(
+        script.deployment(now, &Shape::stalling()),
+        now.plus_seconds(-0.25),
+    );
     (events[0].deployment().unwrap(), events)
 }
 
@@ -451,7 +454,10 @@ fn one_page_per_stall_config_server_and_outage_whatever_the_replicas() {
     let mut script = ConfigServerScript::new(DEPLOYING, 5);
     let (stalled_1, stuck) = stuck_deployment(&mut script);
     let now = Timestamp::now();
-    let done = ending_at(script.deployment(now, &shape(0.0)), now.plus_seconds(-5.0));
+    let done = ending_at(
+        script.deployment(now, &Shape::succeeding()),
+        now.plus_seconds(-5.0),
+    );
     let done_id = done[0].deployment().unwrap();
     publish(&rt, &base, &[stuck, done].concat());
     silence.send(true).unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use audrey_consumer::{Publisher, Topology};
 use audrey_core::memory::MemoryViews;
-use audrey_core::scenario::ConfigServerScript;
+use audrey_core::scenario::{ConfigServerScript, Shape};
 use audrey_core::{DeploymentId, Event, Timestamp};
 use common::*;
 use monitoring::*;
@@ -124,11 +124,11 @@ fn prometheus_scrapes_what_the_events_imply() {
     let mut script = ConfigServerScript::new(SOURCE, 5);
     let published_at = Timestamp::now();
     let stuck = ending_at(
-        script.deployment(published_at, &shape(1.0)),
+        script.deployment(published_at, &Shape::stalling()),
         published_at.plus_seconds(-0.25),
     );
     let done = ending_at(
-        script.deployment(published_at, &shape(0.0)),
+        script.deployment(published_at, &Shape::succeeding()),
         published_at.plus_seconds(-5.0),
     );
     let (stuck_id, done_id) = (

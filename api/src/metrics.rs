@@ -527,17 +527,6 @@ mod tests {
         Timestamp::from_unix_seconds(1_800_000_000)
     }
 
-    fn shape(give_up_rate: f64) -> Shape {
-        Shape {
-            instances: 3,
-            services_per_instance: 2,
-            failure_rate: 0.0,
-            retry_rate: 0.0,
-            give_up_rate,
-            reregister_rate: 0.0,
-        }
-    }
-
     fn deployment_of(events: &[Event]) -> DeploymentId {
         events[0].deployment().expect("deployment events")
     }
@@ -595,8 +584,8 @@ mod tests {
     fn state_series_say_what_the_views_say() {
         let (_dir, store) = open();
         let mut cs = ConfigServerScript::new(SOURCE, 1);
-        let done = cs.deployment(start(), &shape(0.0));
-        let stuck = cs.deployment(start().plus_seconds(1.0), &shape(1.0));
+        let done = cs.deployment(start(), &Shape::succeeding());
+        let stuck = cs.deployment(start().plus_seconds(1.0), &Shape::stalling());
         let beats = cs.heartbeats(start(), start().plus_seconds(100.0), 10);
         let mut all: Vec<Event> = [done.clone(), stuck.clone(), beats.clone()].concat();
         all.sort_by_key(|e| e.time());
@@ -691,8 +680,8 @@ mod tests {
     fn stalled_counts_incomplete_deployments_past_the_threshold() {
         let (_dir, store) = open();
         let mut cs = ConfigServerScript::new(SOURCE, 3);
-        let early = cs.deployment(start(), &shape(1.0));
-        let late = cs.deployment(start().plus_seconds(600.0), &shape(1.0));
+        let early = cs.deployment(start(), &Shape::stalling());
+        let late = cs.deployment(start().plus_seconds(600.0), &Shape::stalling());
         store
             .apply_batch(&[early.clone(), late.clone()].concat())
             .unwrap();
@@ -731,7 +720,7 @@ mod tests {
         let (_dir, store) = open();
         let mut cs = ConfigServerScript::new(SOURCE, 3);
         // Every agent gives up: the deployment stays incomplete.
-        let events = cs.deployment(start(), &shape(1.0));
+        let events = cs.deployment(start(), &Shape::stalling());
         store.apply_batch(&events).unwrap();
         let metrics = Metrics::new();
         let blocked = |now: Timestamp| {
@@ -818,8 +807,8 @@ mod tests {
     fn the_progress_series_goes_once_a_deployment_completes_or_is_deleted() {
         let (_dir, store) = open();
         let mut cs = ConfigServerScript::new(SOURCE, 4);
-        let completing = cs.deployment(start(), &shape(0.0));
-        let deleted = cs.deployment(start(), &shape(1.0));
+        let completing = cs.deployment(start(), &Shape::succeeding());
+        let deleted = cs.deployment(start(), &Shape::stalling());
         let (finale, before) = completing.split_last().unwrap();
         assert_eq!(finale.event_type(), EventType::ConfigurationEnded);
         store.apply_batch(&[before, &deleted[..]].concat()).unwrap();
@@ -950,7 +939,7 @@ mod tests {
     fn the_exposition_follows_the_naming_conventions() {
         let (_dir, store) = open();
         let mut cs = ConfigServerScript::new(SOURCE, 5);
-        let mut all = cs.deployment(start(), &shape(1.0));
+        let mut all = cs.deployment(start(), &Shape::stalling());
         all.extend(cs.heartbeats(start(), start().plus_seconds(30.0), 10));
         store.apply_batch(&all).unwrap();
         let metrics = Metrics::new();

@@ -452,17 +452,3 @@ pub fn expect(what: &str, actual: Result<f64, String>, expected: f64) -> Result<
         Err(e) => Err(format!("{what}: {e}")),
     }
 }
-
-/// A small deployment of three instances with two services each, without
-/// failures or retries; `give_up_rate` 1.0 makes its agents give up (a
-/// stall), 0.0 lets it succeed.
-pub fn shape(give_up_rate: f64) -> audrey_core::scenario::Shape {
-    audrey_core::scenario::Shape {
-        instances: 3,
-        services_per_instance: 2,
-        failure_rate: 0.0,
-        retry_rate: 0.0,
-        give_up_rate,
-        reregister_rate: 0.0,
-    }
-}

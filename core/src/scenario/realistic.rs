@@ -27,6 +27,29 @@ pub struct Shape {
     pub reregister_rate: f64,
 }
 
+impl Shape {
+    /// A deployment of the default size (three instances of two services)
+    /// in which nothing goes wrong: every service runs once and succeeds.
+    pub fn succeeding() -> Self {
+        Self {
+            failure_rate: 0.0,
+            retry_rate: 0.0,
+            give_up_rate: 0.0,
+            reregister_rate: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// The same deployment with every agent giving up before its services
+    /// run: it stays incomplete, a stall.
+    pub fn stalling() -> Self {
+        Self {
+            give_up_rate: 1.0,
+            ..Self::succeeding()
+        }
+    }
+}
+
 impl Default for Shape {
     fn default() -> Self {
         Self {
