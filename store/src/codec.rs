@@ -1,12 +1,10 @@
 //! How view rows are stored: postcard, compact and fast, not
-//! self-describing. A change of a row's layout must bump
-//! [`VIEWS_VERSION`]; the golden-bytes test below fails when one changes
-//! without it.
+//! self-describing (an instance's two parts: [`crate::instance_parts`]).
+//! A change of a row's layout must bump [`VIEWS_VERSION`]; the
+//! golden-bytes test below fails when one changes without it.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use audrey_core::rows::{Instance, InstanceState};
 
 use crate::error::StoreError;
 
@@ -14,8 +12,10 @@ use crate::error::StoreError;
 /// views of another version must be rebuilt from the event log.
 /// Version 2 keeps an instance's services inside its row; version 3 keeps
 /// every deployment's claim on an instance (ownership that does not depend
-/// on the order of events) and where the references waiting on it come from.
-pub const VIEWS_VERSION: u32 = 3;
+/// on the order of events) and where the references waiting on it come from;
+/// version 4 stores an instance in two parts, its progress apart from the
+/// rest ([`crate::instance_parts`]).
+pub const VIEWS_VERSION: u32 = 4;
 
 pub(crate) fn encode<T: Serialize>(row: &T) -> Vec<u8> {
     postcard::to_stdvec(row).expect("view rows always serialise")
@@ -25,36 +25,6 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
     postcard::from_bytes(bytes).map_err(|e| StoreError::corrupt(what, e))
 }
 
-/// An instance and its services: one row, one read. The [`Instance`] is
-/// encoded first so that [`decode_instance_row`] can stop after it.
-pub(crate) fn encode_instance(state: &InstanceState) -> Vec<u8> {
-    // Sized for a typical row at once (a few hundred bytes with its
-    // services), instead of growing from empty a few times per row.
-    let row = &(&state.instance, &state.services, &state.other_claims);
-    postcard::to_extend(row, Vec::with_capacity(INSTANCE_ROW_BYTES))
-        .expect("view rows always serialise")
-}
-
-/// What an instance row is first given room for.
-const INSTANCE_ROW_BYTES: usize = 512;
-
-pub(crate) fn decode_instance(bytes: &[u8]) -> Result<InstanceState, StoreError> {
-    let (instance, services, other_claims) = decode("instances", bytes)?;
-    Ok(InstanceState {
-        instance,
-        services,
-        other_claims,
-    })
-}
-
-/// Only the instance fields of an instance row (a reference's source): its
-/// services are not decoded.
-pub(crate) fn decode_instance_row(bytes: &[u8]) -> Result<Instance, StoreError> {
-    let (instance, _services): (Instance, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|e| StoreError::corrupt("instances", e))?;
-    Ok(instance)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -62,11 +32,12 @@ mod tests {
     use audrey_core::contract::{Awaited, Parameter, ParameterSource};
     use audrey_core::domain::{DeploymentId, InstanceId, Name, Source, Status, Timestamp};
     use audrey_core::rows::{
-        ConfigServer, Counts, Deployment, DeploymentRegistration, InstanceRegistration, Service,
-        Stamp, StatusCounts, Tally,
+        ConfigServer, Counts, Deployment, DeploymentRegistration, Instance, InstanceRegistration,
+        InstanceState, Service, Stamp, StatusCounts, Tally,
     };
 
     use super::*;
+    use crate::instance_parts::{decode_instance, decode_instance_row, encode_instance};
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
@@ -164,16 +135,22 @@ mod tests {
         crate::keys::hex(bytes)
     }
 
-    /// The stored bytes of version 3 rows. If this fails, a row's layout
+    /// The stored bytes of version 4 rows. If this fails, a row's layout
     /// changed: bump VIEWS_VERSION (stores of the old version will then
     /// ask for a rebuild) and write the new bytes here.
     #[test]
     fn rows_keep_their_stored_bytes_within_a_views_version() {
-        assert_eq!(VIEWS_VERSION, 3, "a new version: update the bytes below");
+        assert_eq!(VIEWS_VERSION, 4, "a new version: update the bytes below");
         let (deployment, state, server, counts) = rows();
+        let instance = encode_instance(&state);
         let golden = [
             ("deployment", hex(&encode(&deployment)), GOLDEN_DEPLOYMENT),
-            ("instance", hex(&encode_instance(&state)), GOLDEN_INSTANCE),
+            ("instance", hex(&instance.stable), GOLDEN_INSTANCE),
+            (
+                "instance progress",
+                hex(&instance.progress),
+                GOLDEN_INSTANCE_PROGRESS,
+            ),
             ("config server", hex(&encode(&server)), GOLDEN_CONFIG_SERVER),
             ("counts", hex(&encode(&counts)), GOLDEN_COUNTS),
         ];
@@ -196,16 +173,28 @@ mod tests {
             decode::<Deployment>("d", &encode(&deployment)).unwrap(),
             deployment
         );
-        let bytes = encode_instance(&state);
-        assert_eq!(decode_instance(&bytes).unwrap(), state);
-        assert_eq!(decode_instance_row(&bytes).unwrap(), state.instance);
+        let parts = encode_instance(&state);
+        let (stable, progress) = (&parts.stable, &parts.progress);
+        assert_eq!(decode_instance(stable, progress).unwrap(), state);
+        assert_eq!(
+            decode_instance_row(stable, progress).unwrap(),
+            state.instance
+        );
         assert_eq!(
             decode::<ConfigServer>("c", &encode(&server)).unwrap(),
             server
         );
         assert_eq!(decode::<Counts>("n", &encode(&counts)).unwrap(), counts);
         assert!(matches!(
-            decode_instance(&bytes[..bytes.len() / 2]),
+            decode_instance(&stable[..stable.len() / 2], progress),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // A progress part of another state's services does not pass for
+        // this one's.
+        let mut fewer = state.clone();
+        fewer.services.clear();
+        assert!(matches!(
+            decode_instance(stable, &encode_instance(&fewer).progress),
             Err(StoreError::Corrupt { .. })
         ));
     }
@@ -213,7 +202,9 @@ mod tests {
     const GOLDEN_DEPLOYMENT: &str =
         "10010101010101010101010101010101010180a8d6b907c3b7dcb1cee6b9dd4b04626c6f670180d0acf30ec3b7dcb1cee6b9dd4b020180e88887430180c0b2cd3b0180a8d6b90701032f637301020406080a0c0e020406";
     const GOLDEN_INSTANCE: &str =
-        "100202020202020202020202020202020210010101010101010101010101010101010180d0acf30ec3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c010180a0d9e61d0180c8afa025010969706164647265737380f085da2c01056d7973716c010009697061646472657373020110010101010101010101010101010101010202018098dc933401056d7973716c1002020202020202020202020202020202056d7973716c01010470656572011002020202020202020202020202020202096970616464726573730180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b0201100202020202020202020202020202020210030303030303030303030303030303030180a0d9e61dc3b7dcb1cee6b9dd4b00000000000000000001000000";
+        "100202020202020202020202020202020210010101010101010101010101010101010180d0acf30ec3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c01010969706164647265737380f085da2c01056d7973716c010009697061646472657373020110010101010101010101010101010101010201056d7973716c010104706565720110020202020202020202020202020202020969706164647265737301100202020202020202020202020202020210030303030303030303030303030303030180a0d9e61dc3b7dcb1cee6b9dd4b00000000000000000001000000";
+    const GOLDEN_INSTANCE_PROGRESS: &str =
+        "0180a0d9e61d0180c8afa02502018098dc9334010180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
     const GOLDEN_CONFIG_SERVER: &str = "032f63738098dc9334c3b7dcb1cee6b9dd4b05302e342e321e";
     const GOLDEN_COUNTS: &str = "02040602040602040610";
 }

@@ -4,7 +4,8 @@
 //! | family | key | value |
 //! | --- | --- | --- |
 //! | `deployments` | deployment uuid | the `Deployment` row |
-//! | `instances` | instance uuid | the `Instance` row, then its services by name (an `InstanceState`) |
+//! | `instances` | instance uuid | an `InstanceState` but its progress: the `Instance` fields that rarely change, its services' names and parameters, other claims |
+//! | `instance_progress` | instance uuid | the rest: contacts, status, completion, each service's latest start and end (see `instance_parts`) |
 //! | `services` | (empty since views version 2) | kept so that older stores open and `rebuild` empties it |
 //! | `members` | deployment uuid, instance uuid | (empty): the instances of a deployment |
 //! | `deployment_status` | status byte, deployment uuid | last progress (i64 ns, BE): lists by status, stalled |
@@ -34,6 +35,9 @@ const BLOCK_CACHE_BYTES: usize = 32 << 20;
 
 pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
 pub(crate) const CF_INSTANCES: &str = "instances";
+/// What changes on almost every event of an instance, apart from the rest
+/// of its row (views version 4).
+pub(crate) const CF_INSTANCE_PROGRESS: &str = "instance_progress";
 /// Held the service rows before views version 2: still opened (RocksDB
 /// refuses to open a store without all its families) and emptied by a
 /// rebuild.
@@ -44,9 +48,10 @@ pub(crate) const CF_CONFIG_SERVERS: &str = "config_servers";
 pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_DEDUP: &str = "dedup";
 pub(crate) const CF_META: &str = "meta";
-pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
+pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
     CF_DEPLOYMENTS,
     CF_INSTANCES,
+    CF_INSTANCE_PROGRESS,
     CF_SERVICES,
     CF_MEMBERS,
     CF_DEPLOYMENT_STATUS,
@@ -56,9 +61,10 @@ pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
 ];
 /// The column families that hold views: a rebuild empties them.
-pub(crate) const VIEW_FAMILIES: [&str; 6] = [
+pub(crate) const VIEW_FAMILIES: [&str; 7] = [
     CF_DEPLOYMENTS,
     CF_INSTANCES,
+    CF_INSTANCE_PROGRESS,
     CF_SERVICES,
     CF_MEMBERS,
     CF_DEPLOYMENT_STATUS,
@@ -82,7 +88,7 @@ impl Db {
         options.create_if_missing(create);
         options.create_missing_column_families(true);
         // All memtables together stay under this (RocksDB's default is
-        // 64 MiB per column family, nine of them): bounded memory.
+        // 64 MiB per column family, ten of them): bounded memory.
         options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
         // One block cache for every family's data blocks, and bloom filters
         // so that point reads of rows that are not there skip the files.

@@ -8,7 +8,8 @@
 //!   to one of the modules below;
 //! - [`db`]: the column families and their tuning;
 //! - [`keys`]: the layout of every key; [`codec`]: how rows are encoded
-//!   (and [`VIEWS_VERSION`]);
+//!   (and [`VIEWS_VERSION`]); [`instance_parts`]: an instance's row in two
+//!   parts, its progress apart;
 //! - [`apply`]: one batch of events: dedup, log, projection, one synced
 //!   write; it works on [`pending`] (the batch that overlays pending writes
 //!   on the committed store), [`recent`] (the cache of recent instances the
@@ -24,6 +25,7 @@ pub mod apply;
 pub mod codec;
 mod db;
 pub mod error;
+mod instance_parts;
 mod keys;
 pub mod log;
 mod pending;

@@ -11,15 +11,17 @@ use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
 use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ViewRead, ViewWrite};
 
-use crate::codec::{encode, encode_instance};
+use crate::codec::encode;
 use crate::db::{
-    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
+    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES,
+    CF_INSTANCE_PROGRESS, CF_MEMBERS, CF_META,
 };
 use crate::error::StoreError;
+use crate::instance_parts::{encode_instance, StoredInstance};
 use crate::keys::{member_key, status_key, KEY_COUNTS};
 use crate::raw::{
-    read_config_server, read_config_servers, read_counts, read_deployment, read_instance,
-    read_members, KeyValueVisitor, Raw, Scanners,
+    read_config_server, read_config_servers, read_counts, read_deployment, read_members,
+    read_stored_instance, KeyValueVisitor, Raw, Scanners,
 };
 use crate::recent::{Committed, RecentInstances};
 use crate::sorted_writes::SortedWrites;
@@ -47,6 +49,9 @@ pub(crate) struct Pending<'s> {
     committed_instances: RefCell<HashMap<InstanceId, Before>>,
     /// Instances committed by earlier batches, decoded.
     recent: RefCell<RecentInstances>,
+    /// The stable part of each instance [`Pending::write_into`] wrote, as
+    /// it is now stored: what the next batch compares with.
+    stable_written: HashMap<InstanceId, Vec<u8>>,
 }
 
 /// An instance as this batch found it committed.
@@ -56,10 +61,14 @@ enum Before {
     Read(Committed),
     /// Handed over to the projection to change
     /// ([`ViewWrite::take_instance`]) without a copy: only the deployments
-    /// that claimed it are kept, for the members index. A batch that
+    /// that claimed it are kept, for the members index, and its stable
+    /// part's bytes, to write that part only if it changes. A batch that
     /// touches many instances spent a quarter of its time cloning them
     /// (BENCHMARKS.md, scale).
-    Taken(Vec<DeploymentId>),
+    Taken {
+        claims: Vec<DeploymentId>,
+        stable: Vec<u8>,
+    },
 }
 
 impl<'s> Pending<'s> {
@@ -74,6 +83,7 @@ impl<'s> Pending<'s> {
             counts: None,
             committed_deployments: RefCell::new(HashMap::new()),
             committed_instances: RefCell::new(HashMap::new()),
+            stable_written: HashMap::new(),
         }
     }
 
@@ -93,13 +103,13 @@ impl<'s> Pending<'s> {
             Some(Before::Read(state)) => return Ok(state.clone()),
             // Handed over and not put back yet: read again (the
             // projection does not read an instance it holds).
-            Some(Before::Taken(_)) => return Ok(read_instance(self, id)?.map(Arc::new)),
+            Some(Before::Taken { .. }) => return Ok(read_stored_instance(self, id)?.map(Arc::new)),
             None => {}
         }
         let remembered = self.recent.borrow_mut().get(id);
         let state = match remembered {
             Some(state) => state,
-            None => read_instance(self, id)?.map(Arc::new),
+            None => read_stored_instance(self, id)?.map(Arc::new),
         };
         self.committed_instances
             .borrow_mut()
@@ -115,17 +125,26 @@ impl<'s> Pending<'s> {
         id: InstanceId,
     ) -> Result<Option<InstanceState>, StoreError> {
         let state = self.committed_instance(id)?;
-        let Some(state) = state else {
+        let Some(stored) = state else {
             return Ok(None);
         };
-        let claims = state.claim_deployments().collect();
-        self.committed_instances
-            .get_mut()
-            .insert(id, Before::Taken(claims));
+        let claims = stored.state.claim_deployments().collect();
+        // The batch's and the writer's references go first, so that the
+        // row is usually held by nothing else and moves out uncopied.
+        let taken = Before::Taken {
+            claims,
+            stable: Vec::new(),
+        };
+        self.committed_instances.get_mut().insert(id, taken);
         self.recent.get_mut().remove(id);
-        Ok(Some(
-            Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone()),
-        ))
+        let StoredInstance { state, stable } =
+            Arc::try_unwrap(stored).unwrap_or_else(|shared| (*shared).clone());
+        if let Some(Before::Taken { stable: kept, .. }) =
+            self.committed_instances.get_mut().get_mut(&id)
+        {
+            *kept = stable;
+        }
+        Ok(Some(state))
     }
 
     /// The instances as this batch leaves them, once it is written: what
@@ -133,20 +152,26 @@ impl<'s> Pending<'s> {
     pub(crate) fn committed(self) -> RecentInstances {
         let mut recent = self.recent.into_inner();
         let mut written = self.instances;
+        let mut stable_written = self.stable_written;
         for (id, before) in self.committed_instances.into_inner() {
             let state = match (written.remove(&id), before) {
-                (Some(written), _) => written.map(Arc::new),
+                (Some(Some(state)), _) => match stable_written.remove(&id) {
+                    Some(stable) => Some(Arc::new(StoredInstance { state, stable })),
+                    // Not written (the batch was not): read again when needed.
+                    None => continue,
+                },
+                (Some(None), _) => None,
                 (None, Before::Read(state)) => state,
                 // Taken and never put back (the batch failed half way):
                 // read again when needed.
-                (None, Before::Taken(_)) => continue,
+                (None, Before::Taken { .. }) => continue,
             };
             recent.insert(id, state);
         }
         recent
     }
 
-    pub(crate) fn write_into(&self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
+    pub(crate) fn write_into(&mut self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
         for (id, row) in &self.deployments {
             let before = self.committed_deployment(*id)?;
             if before.as_ref() == Some(row) {
@@ -165,26 +190,31 @@ impl<'s> Pending<'s> {
             }
             batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
         }
+        let mut stable_written = HashMap::new();
         for (id, state) in &self.instances {
             // A deployment's members are every instance it claims.
             let claims = |s: Option<&InstanceState>| -> Vec<DeploymentId> {
                 s.map(|s| s.claim_deployments().collect())
                     .unwrap_or_default()
             };
-            let taken = match self.committed_instances.borrow().get(id) {
-                Some(Before::Taken(claims)) => Some(claims.clone()),
+            let taken = match self.committed_instances.borrow_mut().get_mut(id) {
+                Some(Before::Taken { claims, stable }) => {
+                    Some((std::mem::take(claims), std::mem::take(stable)))
+                }
                 _ => None,
             };
             // A row handed over is written back whether it changed or not:
-            // comparing would need the copy that handing over saves.
-            let was = match taken {
-                Some(claims) => claims,
+            // comparing would need the copy that handing over saves. Its
+            // stable part is compared by its bytes.
+            let (was, stable_before) = match taken {
+                Some((claims, stable)) => (claims, Some(stable)),
                 None => {
                     let before = self.committed_instance(*id)?;
-                    if before.as_deref() == state.as_ref() {
+                    let before_state = before.as_deref().map(|b| &b.state);
+                    if before_state == state.as_ref() {
                         continue;
                     }
-                    claims(before.as_deref())
+                    (claims(before_state), before.map(|b| b.stable.clone()))
                 }
             };
             let is = claims(state.as_ref());
@@ -194,13 +224,23 @@ impl<'s> Pending<'s> {
             for new in is.iter().filter(|d| !was.contains(d)) {
                 batch.put(CF_MEMBERS, member_key(*new, *id), Vec::new());
             }
+            let key = || id.as_bytes().to_vec();
             match state {
                 Some(state) => {
-                    batch.put(CF_INSTANCES, id.as_bytes().to_vec(), encode_instance(state))
+                    let parts = encode_instance(state);
+                    if stable_before.as_ref() != Some(&parts.stable) {
+                        batch.put(CF_INSTANCES, key(), parts.stable.clone());
+                    }
+                    batch.put(CF_INSTANCE_PROGRESS, key(), parts.progress);
+                    stable_written.insert(*id, parts.stable);
                 }
-                None => batch.delete(CF_INSTANCES, id.as_bytes().to_vec()),
+                None => {
+                    batch.delete(CF_INSTANCES, key());
+                    batch.delete(CF_INSTANCE_PROGRESS, key());
+                }
             }
         }
+        self.stable_written = stable_written;
         for (source, row) in &self.config_servers {
             batch.put(
                 CF_CONFIG_SERVERS,
@@ -227,7 +267,7 @@ impl ViewRead for Pending<'_> {
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.clone()),
-            None => Ok(self.committed_instance(id)?.as_deref().cloned()),
+            None => Ok(self.committed_instance(id)?.map(|s| s.state.clone())),
         }
     }
     /// Without copying the services (asked once per event: who owns the
@@ -235,7 +275,9 @@ impl ViewRead for Pending<'_> {
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
         match self.instances.get(&id) {
             Some(state) => Ok(state.as_ref().map(|s| s.instance.clone())),
-            None => Ok(self.committed_instance(id)?.map(|s| s.instance.clone())),
+            None => Ok(self
+                .committed_instance(id)?
+                .map(|s| s.state.instance.clone())),
         }
     }
     fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, StoreError> {
@@ -322,5 +364,95 @@ impl Raw for Pending<'_> {
     ) -> Result<(), StoreError> {
         let create = || self.db.rocks.raw_iterator_cf(self.db.cf(cf));
         self.scanners.scan(cf, prefix, create, visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use audrey_core::domain::Name;
+    use audrey_core::rows::{InstanceRegistration, Service, Stamp};
+
+    use super::*;
+
+    fn instance() -> InstanceState {
+        let name = |s: &str| Name::parse(s).unwrap();
+        let id = InstanceId::from_bytes([2; 16]);
+        let mut state = InstanceState::new(id, DeploymentId::from_bytes([1; 16]));
+        state.instance.registration = Some(InstanceRegistration {
+            stamp: Stamp::new(Timestamp::from_unix_seconds(1), "/cs", "1"),
+            assembly: name("mysql"),
+            provided_parameters: vec![name("ipaddress")],
+            services: vec![name("mysql")],
+        });
+        let mut service = Service::new(id, name("mysql"));
+        service.parameters = Some(Vec::new());
+        state.services.insert(name("mysql"), service);
+        state
+    }
+
+    /// Applies `change` to the instance as one batch, as the projection
+    /// does (taken, changed, put back), and returns the families the
+    /// batch writes it to.
+    fn write(
+        db: &Db,
+        recent: &mut RecentInstances,
+        change: impl FnOnce(&mut InstanceState),
+    ) -> Vec<&'static str> {
+        let id = instance().instance.uuid;
+        let mut pending = Pending::new(db, std::mem::take(recent));
+        let mut state = pending.take_instance(id).unwrap().unwrap_or_else(instance);
+        change(&mut state);
+        pending.put_instance(state).unwrap();
+        let mut writes = SortedWrites::default();
+        pending.write_into(&mut writes).unwrap();
+        let families = writes
+            .keys()
+            .into_iter()
+            .filter(|(_, key)| *key == id.as_bytes())
+            .map(|(cf, _)| cf)
+            .collect();
+        db.write(writes.into_batch(db), false).unwrap();
+        *recent = pending.committed();
+        families
+    }
+
+    /// A contact, a start or an end rewrites only the small progress part
+    /// of the instance; a change of its registration rewrites both. Each
+    /// batch reads back what the batches before it wrote, whether the
+    /// writer still remembers the instance or reads it from the store.
+    #[test]
+    fn progress_alone_rewrites_only_the_progress_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), true).unwrap();
+        let mut recent = RecentInstances::default();
+        let both = vec![CF_INSTANCES, CF_INSTANCE_PROGRESS];
+        assert_eq!(write(&db, &mut recent, |_| {}), both, "a new instance");
+        let contacted = Some(Timestamp::from_unix_seconds(2));
+        let written = write(&db, &mut recent, |s| s.instance.last_contacted = contacted);
+        assert_eq!(written, vec![CF_INSTANCE_PROGRESS], "a contact");
+        for (seconds, remembered) in [(3, true), (4, false)] {
+            if !remembered {
+                recent = RecentInstances::default();
+            }
+            let stamp = Stamp::new(Timestamp::from_unix_seconds(seconds), "/cs", "3");
+            let started = |s: &mut InstanceState| {
+                s.services
+                    .values_mut()
+                    .for_each(|s| s.started = Some(stamp));
+            };
+            assert_eq!(write(&db, &mut recent, started), vec![CF_INSTANCE_PROGRESS]);
+            let registered = |s: &mut InstanceState| {
+                let registration = s.instance.registration.as_mut().unwrap();
+                registration.stamp = stamp;
+            };
+            assert_eq!(write(&db, &mut recent, registered), both, "a new config");
+        }
+        let stored = crate::raw::read_instance(&db, instance().instance.uuid)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.instance.last_contacted, contacted);
+        let registration = stored.instance.registration.unwrap();
+        assert_eq!(registration.stamp.time, Timestamp::from_unix_seconds(4));
+        assert!(stored.services.values().all(|s| s.started.is_some()));
     }
 }

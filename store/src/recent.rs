@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use audrey_core::domain::InstanceId;
-use audrey_core::rows::InstanceState;
+
+use crate::instance_parts::StoredInstance;
 
 /// How many decoded instances the writer keeps per generation: a few MiB,
 /// enough for the instances of the deployments in flight at once.
@@ -31,9 +32,10 @@ impl Default for RecentInstances {
     }
 }
 
-/// An instance as committed (`None`: not stored), shared between the
-/// writer's memory and the batch reading it, never changed in place.
-pub(crate) type Committed = Option<Arc<InstanceState>>;
+/// An instance as committed (`None`: not stored), with its stable part's
+/// bytes, shared between the writer's memory and the batch reading it,
+/// never changed in place.
+pub(crate) type Committed = Option<Arc<StoredInstance>>;
 
 impl RecentInstances {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
@@ -71,15 +73,17 @@ impl RecentInstances {
 #[cfg(test)]
 mod tests {
     use audrey_core::domain::DeploymentId;
+    use audrey_core::rows::InstanceState;
 
     use super::*;
 
     fn state(n: u8) -> Committed {
         let id = InstanceId::from_bytes([n; 16]);
-        Some(Arc::new(InstanceState::new(
-            id,
-            DeploymentId::from_bytes([0; 16]),
-        )))
+        let state = InstanceState::new(id, DeploymentId::from_bytes([0; 16]));
+        Some(Arc::new(StoredInstance {
+            state,
+            stable: vec![n],
+        }))
     }
 
     #[test]

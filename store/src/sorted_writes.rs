@@ -31,6 +31,15 @@ impl<'v> SortedWrites<'v> {
         self.writes.push((cf, key, None));
     }
 
+    /// The family and key of each write, in the order made.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> Vec<(&'static str, &[u8])> {
+        self.writes
+            .iter()
+            .map(|(cf, key, _)| (*cf, key.as_slice()))
+            .collect()
+    }
+
     pub(crate) fn into_batch(mut self, db: &Db) -> WriteBatch {
         // Stable: the order of writes to the same key is kept.
         self.writes
