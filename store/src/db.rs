@@ -4,8 +4,7 @@
 //! | family | key | value |
 //! | --- | --- | --- |
 //! | `deployments` | deployment uuid | the `Deployment` row |
-//! | `instances` | instance uuid | an `InstanceState` but its progress: the `Instance` fields that rarely change, its services' names and parameters, other claims |
-//! | `instance_progress` | instance uuid | the rest: contacts, status, completion, each service's latest start and end (see `instance_parts`) |
+//! | `instances` | instance uuid | an `InstanceState` as one row in two parts, its progress written apart as merge operands (`instance_parts`) |
 //! | `services` | (empty since views version 2) | kept so that older stores open and `rebuild` empties it |
 //! | `members` | deployment uuid, instance uuid | (empty): the instances of a deployment |
 //! | `deployment_status` | status byte, deployment uuid | last progress (i64 ns, BE): lists by status, stalled |
@@ -20,11 +19,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    MergeOperands, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::StoreError;
+use crate::instance_parts::merge_progress;
 
 /// The memtables of all column families together.
 const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
@@ -32,12 +32,13 @@ const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
 const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Progress operands of one instance kept in the memtable before a write
+/// merges them into its row (an instance whose agent contacts every few
+/// seconds while it waits, say): what bounds the operands a read walks.
+const MAX_SUCCESSIVE_PROGRESS: usize = 16;
 
 pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
 pub(crate) const CF_INSTANCES: &str = "instances";
-/// What changes on almost every event of an instance, apart from the rest
-/// of its row (views version 4).
-pub(crate) const CF_INSTANCE_PROGRESS: &str = "instance_progress";
 /// Held the service rows before views version 2: still opened (RocksDB
 /// refuses to open a store without all its families) and emptied by a
 /// rebuild.
@@ -48,10 +49,9 @@ pub(crate) const CF_CONFIG_SERVERS: &str = "config_servers";
 pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_DEDUP: &str = "dedup";
 pub(crate) const CF_META: &str = "meta";
-pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
+pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
     CF_DEPLOYMENTS,
     CF_INSTANCES,
-    CF_INSTANCE_PROGRESS,
     CF_SERVICES,
     CF_MEMBERS,
     CF_DEPLOYMENT_STATUS,
@@ -61,10 +61,9 @@ pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
     CF_META,
 ];
 /// The column families that hold views: a rebuild empties them.
-pub(crate) const VIEW_FAMILIES: [&str; 7] = [
+pub(crate) const VIEW_FAMILIES: [&str; 6] = [
     CF_DEPLOYMENTS,
     CF_INSTANCES,
-    CF_INSTANCE_PROGRESS,
     CF_SERVICES,
     CF_MEMBERS,
     CF_DEPLOYMENT_STATUS,
@@ -88,7 +87,7 @@ impl Db {
         options.create_if_missing(create);
         options.create_missing_column_families(true);
         // All memtables together stay under this (RocksDB's default is
-        // 64 MiB per column family, ten of them): bounded memory.
+        // 64 MiB per column family, nine of them): bounded memory.
         options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
         // One block cache for every family's data blocks, and bloom filters
         // so that point reads of rows that are not there skip the files.
@@ -117,6 +116,22 @@ impl Db {
             // without walking the memtable.
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.05);
+            if *name == CF_INSTANCES {
+                // A batch that changed only an instance's progress writes
+                // only that, merged into the row when it is read.
+                cf.set_merge_operator(
+                    "instance_progress",
+                    |_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands| {
+                        merge_progress(existing, operands.iter().last()?)
+                    },
+                    |_key: &[u8], _: Option<&[u8]>, operands: &MergeOperands| {
+                        operands.iter().last().map(<[u8]>::to_vec)
+                    },
+                );
+                // A read walks the operands of its key still in the
+                // memtable; past this many, the write merges them instead.
+                cf.set_max_successive_merges(MAX_SUCCESSIVE_PROGRESS);
+            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let rocks = DB::open_cf_descriptors(&options, path, families)?;

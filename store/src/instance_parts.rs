@@ -1,19 +1,24 @@
-//! An instance's row, stored in two parts: what changes with its progress
+//! An instance's row in two parts: what changes with its progress
 //! (contacts, each service's latest start and end, status, completion),
 //! written on almost every event of the instance, and the rest
 //! (registration, the services' parameters, provided parameters, the
-//! references waiting on it, other deployments' claims), written only when
-//! it changes. A batch of events spread over a large deployment rewrites
-//! one small progress part per instance instead of the whole row: the
-//! bytes that go through the encoder, the WAL, the memtables and the
-//! flushes stop growing with how much each instance declares
-//! (BENCHMARKS.md, "What bounds scale here").
+//! references waiting on it, other deployments' claims), which rarely
+//! changes. Both live in one value of the `instances` family, so a report
+//! reads an instance with one lookup; but a batch that changed only the
+//! progress writes only the progress, as a RocksDB merge operand that
+//! [`merge_progress`] puts in place of the row's old one when the row is
+//! read or compacted. A batch of events spread over a large deployment then
+//! writes one small progress part per instance instead of the whole row:
+//! the bytes through the WAL, the memtables and the flushes stop growing
+//! with how much each instance declares (BENCHMARKS.md, "What bounds scale
+//! here").
 //!
-//! Both parts are postcard. The progress part lists the services' runs in
-//! the order of the services in the stable part (their names), so it
-//! carries no names: the two parts are always written from the same
-//! state in the same batch, which [`Pending`](crate::pending) ensures by
-//! comparing what it would write with what is stored.
+//! A value is a whole row (a tag, the stable part's length, the stable
+//! part, the progress part) or a progress operand (a tag, the progress
+//! part). Both parts are postcard. The progress part lists the services'
+//! runs in the order of the services in the stable part, without their
+//! names: the writer replaces a row's progress only when the stable part it
+//! would write is the stored one, byte for byte ([`crate::pending`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,18 +31,17 @@ use audrey_core::rows::{Instance, InstanceRegistration, InstanceState, Service, 
 
 use crate::error::StoreError;
 
-/// An instance's two stored parts, encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EncodedInstance {
-    /// Family `instances`: everything but the progress.
-    pub(crate) stable: Vec<u8>,
-    /// Family `instance_progress`.
-    pub(crate) progress: Vec<u8>,
-}
+/// The tag of a whole row: then the stable part's length (u32, LE), the
+/// stable part and the progress part.
+const WHOLE_ROW: u8 = 0;
+/// The tag of a progress operand: then the progress part.
+const PROGRESS: u8 = 1;
+/// The tag and the stable part's length.
+const WHOLE_ROW_HEADER: usize = 5;
 
 /// An instance as committed, with the bytes of its stable part as stored:
 /// the writer compares a changed instance's stable part with them and
-/// writes it only when it differs.
+/// writes only the progress when they are the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredInstance {
     pub(crate) state: InstanceState,
@@ -49,13 +53,7 @@ pub(crate) struct StoredInstance {
 const STABLE_PART_BYTES: usize = 512;
 const PROGRESS_PART_BYTES: usize = 128;
 
-pub(crate) fn encode_instance(state: &InstanceState) -> EncodedInstance {
-    EncodedInstance {
-        stable: encode_stable(state),
-        progress: encode_progress(state),
-    }
-}
-
+/// The stable part (no tag).
 pub(crate) fn encode_stable(state: &InstanceState) -> Vec<u8> {
     let i = &state.instance;
     let part = StableRef {
@@ -76,7 +74,8 @@ pub(crate) fn encode_stable(state: &InstanceState) -> Vec<u8> {
         .expect("view rows always serialise")
 }
 
-fn encode_progress(state: &InstanceState) -> Vec<u8> {
+/// The progress part as a merge operand (tagged).
+pub(crate) fn encode_progress(state: &InstanceState) -> Vec<u8> {
     let i = &state.instance;
     let part = ProgressRef {
         first_contacted: &i.first_contacted,
@@ -85,12 +84,59 @@ fn encode_progress(state: &InstanceState) -> Vec<u8> {
         completed: &i.completed,
         runs: ServiceRuns(&state.services),
     };
-    postcard::to_extend(&part, Vec::with_capacity(PROGRESS_PART_BYTES))
-        .expect("view rows always serialise")
+    let mut operand = Vec::with_capacity(PROGRESS_PART_BYTES);
+    operand.push(PROGRESS);
+    postcard::to_extend(&part, operand).expect("view rows always serialise")
 }
 
-/// The whole instance from its two parts.
-pub(crate) fn decode_instance(stable: &[u8], progress: &[u8]) -> Result<InstanceState, StoreError> {
+/// The whole row from the stable part and a progress operand.
+pub(crate) fn whole_row(stable: &[u8], progress: &[u8]) -> Vec<u8> {
+    let progress = &progress[1..];
+    let length = u32::try_from(stable.len()).expect("an instance's stable part is under 4 GiB");
+    let mut row = Vec::with_capacity(WHOLE_ROW_HEADER + stable.len() + progress.len());
+    row.push(WHOLE_ROW);
+    row.extend_from_slice(&length.to_le_bytes());
+    row.extend_from_slice(stable);
+    row.extend_from_slice(progress);
+    row
+}
+
+/// The whole instance, encoded as one row.
+#[cfg(test)]
+pub(crate) fn encode_instance(state: &InstanceState) -> Vec<u8> {
+    whole_row(&encode_stable(state), &encode_progress(state))
+}
+
+/// The stable and progress parts of a stored whole row.
+pub(crate) fn split_row(row: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let damaged = |why: &str| Err(StoreError::corrupt("instances", why));
+    match row.first() {
+        Some(&WHOLE_ROW) if row.len() >= WHOLE_ROW_HEADER => {}
+        Some(&PROGRESS) => return damaged("an instance's progress without the rest of its row"),
+        _ => return damaged("not an instance row"),
+    }
+    let length: [u8; 4] = row[1..WHOLE_ROW_HEADER].try_into().expect("four bytes");
+    let length = u32::from_le_bytes(length) as usize;
+    let rest = &row[WHOLE_ROW_HEADER..];
+    if rest.len() < length {
+        return damaged("an instance row shorter than its stable part");
+    }
+    Ok(rest.split_at(length))
+}
+
+/// The merge of a stored value (`existing`) with the newest progress
+/// operand written over it: the row with that progress in place of its
+/// own. Operands only replace, so older ones between the two do not
+/// matter. `None` (a failed merge, which RocksDB reports as corruption)
+/// when there is no whole row under the operand or either is damaged.
+pub(crate) fn merge_progress(existing: Option<&[u8]>, newest: &[u8]) -> Option<Vec<u8>> {
+    let (stable, _) = split_row(existing?).ok()?;
+    (newest.first() == Some(&PROGRESS)).then(|| whole_row(stable, newest))
+}
+
+/// The whole instance from its stored row.
+pub(crate) fn decode_instance(row: &[u8]) -> Result<InstanceState, StoreError> {
+    let (stable, progress) = split_row(row)?;
     let (stable_fields, parameters, other_claims): Stable =
         postcard::from_bytes(stable).map_err(corrupt)?;
     let (progress_fields, runs): Progress = postcard::from_bytes(progress).map_err(corrupt)?;
@@ -126,9 +172,20 @@ pub(crate) fn decode_instance(stable: &[u8], progress: &[u8]) -> Result<Instance
     })
 }
 
+/// The whole instance from its stored row, with its stable part's bytes.
+pub(crate) fn decode_stored_instance(row: &[u8]) -> Result<StoredInstance, StoreError> {
+    let state = decode_instance(row)?;
+    let (stable, _) = split_row(row)?;
+    Ok(StoredInstance {
+        state,
+        stable: stable.to_vec(),
+    })
+}
+
 /// Only the instance fields (a reference's source, who owns an instance):
 /// the services and other claims are not decoded.
-pub(crate) fn decode_instance_row(stable: &[u8], progress: &[u8]) -> Result<Instance, StoreError> {
+pub(crate) fn decode_instance_row(row: &[u8]) -> Result<Instance, StoreError> {
+    let (stable, progress) = split_row(row)?;
     let (stable, _): (StableFields, &[u8]) = postcard::take_from_bytes(stable).map_err(corrupt)?;
     let (progress, _): (ProgressFields, &[u8]) =
         postcard::take_from_bytes(progress).map_err(corrupt)?;

@@ -13,11 +13,10 @@ use audrey_core::views::{ViewRead, ViewWrite};
 
 use crate::codec::encode;
 use crate::db::{
-    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES,
-    CF_INSTANCE_PROGRESS, CF_MEMBERS, CF_META,
+    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
 };
 use crate::error::StoreError;
-use crate::instance_parts::{encode_instance, StoredInstance};
+use crate::instance_parts::{encode_progress, encode_stable, whole_row, StoredInstance};
 use crate::keys::{member_key, status_key, KEY_COUNTS};
 use crate::raw::{
     read_config_server, read_config_servers, read_counts, read_deployment, read_members,
@@ -227,17 +226,16 @@ impl<'s> Pending<'s> {
             let key = || id.as_bytes().to_vec();
             match state {
                 Some(state) => {
-                    let parts = encode_instance(state);
-                    if stable_before.as_ref() != Some(&parts.stable) {
-                        batch.put(CF_INSTANCES, key(), parts.stable.clone());
+                    let stable = encode_stable(state);
+                    let progress = encode_progress(state);
+                    if stable_before.as_ref() == Some(&stable) {
+                        batch.merge(CF_INSTANCES, key(), progress);
+                    } else {
+                        batch.put(CF_INSTANCES, key(), whole_row(&stable, &progress));
                     }
-                    batch.put(CF_INSTANCE_PROGRESS, key(), parts.progress);
-                    stable_written.insert(*id, parts.stable);
+                    stable_written.insert(*id, stable);
                 }
-                None => {
-                    batch.delete(CF_INSTANCES, key());
-                    batch.delete(CF_INSTANCE_PROGRESS, key());
-                }
+                None => batch.delete(CF_INSTANCES, key()),
             }
         }
         self.stable_written = stable_written;
@@ -373,6 +371,7 @@ mod tests {
     use audrey_core::rows::{InstanceRegistration, Service, Stamp};
 
     use super::*;
+    use crate::sorted_writes::Kind;
 
     fn instance() -> InstanceState {
         let name = |s: &str| Name::parse(s).unwrap();
@@ -391,13 +390,13 @@ mod tests {
     }
 
     /// Applies `change` to the instance as one batch, as the projection
-    /// does (taken, changed, put back), and returns the families the
-    /// batch writes it to.
+    /// does (taken, changed, put back), and returns how the batch writes
+    /// it.
     fn write(
         db: &Db,
         recent: &mut RecentInstances,
         change: impl FnOnce(&mut InstanceState),
-    ) -> Vec<&'static str> {
+    ) -> Vec<Kind> {
         let id = instance().instance.uuid;
         let mut pending = Pending::new(db, std::mem::take(recent));
         let mut state = pending.take_instance(id).unwrap().unwrap_or_else(instance);
@@ -405,31 +404,33 @@ mod tests {
         pending.put_instance(state).unwrap();
         let mut writes = SortedWrites::default();
         pending.write_into(&mut writes).unwrap();
-        let families = writes
-            .keys()
+        let kinds = writes
+            .kinds()
             .into_iter()
-            .filter(|(_, key)| *key == id.as_bytes())
-            .map(|(cf, _)| cf)
+            .filter(|(cf, key, _)| *cf == CF_INSTANCES && *key == id.as_bytes())
+            .map(|(_, _, kind)| kind)
             .collect();
         db.write(writes.into_batch(db), false).unwrap();
         *recent = pending.committed();
-        families
+        kinds
     }
 
-    /// A contact, a start or an end rewrites only the small progress part
-    /// of the instance; a change of its registration rewrites both. Each
-    /// batch reads back what the batches before it wrote, whether the
-    /// writer still remembers the instance or reads it from the store.
+    /// A contact, a start or an end writes only the small progress part of
+    /// the instance (a merge operand); a change of its registration writes
+    /// the whole row. Each batch reads back what the batches before it
+    /// wrote, whether the writer still remembers the instance or reads it
+    /// from the store, and so does a reader after the memtable is flushed
+    /// and compacted (where the merge operator runs) and after a restart.
     #[test]
     fn progress_alone_rewrites_only_the_progress_part() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), true).unwrap();
         let mut recent = RecentInstances::default();
-        let both = vec![CF_INSTANCES, CF_INSTANCE_PROGRESS];
+        let both = vec![Kind::Put];
         assert_eq!(write(&db, &mut recent, |_| {}), both, "a new instance");
         let contacted = Some(Timestamp::from_unix_seconds(2));
         let written = write(&db, &mut recent, |s| s.instance.last_contacted = contacted);
-        assert_eq!(written, vec![CF_INSTANCE_PROGRESS], "a contact");
+        assert_eq!(written, vec![Kind::Merge], "a contact");
         for (seconds, remembered) in [(3, true), (4, false)] {
             if !remembered {
                 recent = RecentInstances::default();
@@ -440,19 +441,32 @@ mod tests {
                     .values_mut()
                     .for_each(|s| s.started = Some(stamp));
             };
-            assert_eq!(write(&db, &mut recent, started), vec![CF_INSTANCE_PROGRESS]);
+            assert_eq!(write(&db, &mut recent, started), vec![Kind::Merge]);
             let registered = |s: &mut InstanceState| {
                 let registration = s.instance.registration.as_mut().unwrap();
                 registration.stamp = stamp;
             };
             assert_eq!(write(&db, &mut recent, registered), both, "a new config");
         }
-        let stored = crate::raw::read_instance(&db, instance().instance.uuid)
-            .unwrap()
-            .unwrap();
-        assert_eq!(stored.instance.last_contacted, contacted);
-        let registration = stored.instance.registration.unwrap();
+        let contacted_again = Some(Timestamp::from_unix_seconds(5));
+        let written = write(&db, &mut recent, |s| {
+            s.instance.last_contacted = contacted_again
+        });
+        assert_eq!(written, vec![Kind::Merge], "a contact after a new config");
+        let id = instance().instance.uuid;
+        let expected = crate::raw::read_instance(&db, id).unwrap().unwrap();
+        assert_eq!(expected.instance.last_contacted, contacted_again);
+        let registration = expected.instance.registration.as_ref().unwrap();
         assert_eq!(registration.stamp.time, Timestamp::from_unix_seconds(4));
-        assert!(stored.services.values().all(|s| s.started.is_some()));
+        assert!(expected.services.values().all(|s| s.started.is_some()));
+        let read = |db: &Db| crate::reader::Reader::new(db).instances(&[id]).unwrap();
+        assert_eq!(read(&db), vec![expected.clone()], "through a snapshot");
+        db.flush().unwrap();
+        let cf = db.cf(CF_INSTANCES);
+        db.rocks.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(read(&db), vec![expected.clone()], "compacted");
+        drop(db);
+        let db = Db::open(dir.path(), false).unwrap();
+        assert_eq!(read(&db), vec![expected], "reopened");
     }
 }

@@ -12,12 +12,11 @@ use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceStat
 
 use crate::codec::decode;
 use crate::db::{
-    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES,
-    CF_INSTANCE_PROGRESS, CF_MEMBERS, CF_META,
+    Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
 };
 use crate::error::StoreError;
 use crate::instance_parts::{
-    decode_instance, decode_instance_row, EncodedInstance, StoredInstance,
+    decode_instance, decode_instance_row, decode_stored_instance, StoredInstance,
 };
 use crate::keys::{deployment_from_key, instance_from_key, status_byte, KEY_AS_OF, KEY_COUNTS};
 
@@ -113,36 +112,12 @@ pub(crate) fn read_deployment(
     get_row(raw, CF_DEPLOYMENTS, id.as_bytes())
 }
 
-/// An instance's two stored parts, or `None` when it is not stored.
-fn read_instance_parts(
-    raw: &impl Raw,
-    id: InstanceId,
-) -> Result<Option<EncodedInstance>, StoreError> {
-    let Some(stable) = raw.get(CF_INSTANCES, id.as_bytes())? else {
-        return Ok(None);
-    };
-    let progress = raw.get(CF_INSTANCE_PROGRESS, id.as_bytes())?;
-    let progress = instance_progress(id, progress)?;
-    Ok(Some(EncodedInstance { stable, progress }))
-}
-
-/// The progress part of an instance whose stable part is stored: both are
-/// always written together, so a missing one is damage.
-pub(crate) fn instance_progress<T>(id: InstanceId, progress: Option<T>) -> Result<T, StoreError> {
-    progress.ok_or_else(|| {
-        StoreError::corrupt(
-            "instance_progress",
-            format!("instance {id} has no progress part"),
-        )
-    })
-}
-
 pub(crate) fn read_instance(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<InstanceState>, StoreError> {
-    read_instance_parts(raw, id)?
-        .map(|parts| decode_instance(&parts.stable, &parts.progress))
+    raw.get(CF_INSTANCES, id.as_bytes())?
+        .map(|bytes| decode_instance(&bytes))
         .transpose()
 }
 
@@ -151,12 +126,8 @@ pub(crate) fn read_stored_instance(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<StoredInstance>, StoreError> {
-    read_instance_parts(raw, id)?
-        .map(|parts| {
-            let state = decode_instance(&parts.stable, &parts.progress)?;
-            let stable = parts.stable;
-            Ok(StoredInstance { state, stable })
-        })
+    raw.get(CF_INSTANCES, id.as_bytes())?
+        .map(|bytes| decode_stored_instance(&bytes))
         .transpose()
 }
 
@@ -164,8 +135,8 @@ pub(crate) fn read_instance_row(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<Instance>, StoreError> {
-    read_instance_parts(raw, id)?
-        .map(|parts| decode_instance_row(&parts.stable, &parts.progress))
+    raw.get(CF_INSTANCES, id.as_bytes())?
+        .map(|bytes| decode_instance_row(&bytes))
         .transpose()
 }
 

@@ -7,13 +7,13 @@ use audrey_core::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ListDeployments, ViewRead};
 
-use crate::db::{Db, CF_INSTANCES, CF_INSTANCE_PROGRESS};
+use crate::db::{Db, CF_INSTANCES};
 use crate::error::StoreError;
 use crate::instance_parts::decode_instance;
 use crate::raw::{
-    instance_progress, read_as_of, read_config_server, read_config_servers, read_counts,
-    read_deployment, read_instance, read_instance_row, read_members, scan_deployments,
-    KeyValueVisitor, Raw, Scanners,
+    read_as_of, read_config_server, read_config_servers, read_counts, read_deployment,
+    read_instance, read_instance_row, read_members, scan_deployments, KeyValueVisitor, Raw,
+    Scanners,
 };
 
 /// A snapshot of the store: implements [`ViewRead`] for the queries.
@@ -77,26 +77,22 @@ impl ViewRead for Reader<'_> {
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
         read_instance(self, id)
     }
-    /// A RocksDB `MultiGet` per part: it looks the keys up together, level
-    /// by level, instead of one full lookup each (a deployment report).
+    /// One RocksDB `MultiGet`: it looks the keys up together, level by
+    /// level, instead of one full lookup each (a deployment report).
     fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, StoreError> {
         let mut options = ReadOptions::default();
         options.set_snapshot(&self.snapshot);
         let sorted = ids.is_sorted();
-        let get = |cf| {
-            let keys = ids.iter().map(|id| id.as_bytes());
-            let cf = self.db.cf(cf);
-            self.db
-                .rocks
-                .batched_multi_get_cf_opt(cf, keys, sorted, &options)
-        };
-        let stable = get(CF_INSTANCES);
-        let progress = get(CF_INSTANCE_PROGRESS);
+        let keys = ids.iter().map(|id| id.as_bytes());
+        let cf = self.db.cf(CF_INSTANCES);
         let mut states = Vec::with_capacity(ids.len());
-        for ((id, stable), progress) in ids.iter().zip(stable).zip(progress) {
-            if let Some(stable) = stable? {
-                let progress = instance_progress(*id, progress?)?;
-                states.push(decode_instance(&stable, &progress)?);
+        for found in self
+            .db
+            .rocks
+            .batched_multi_get_cf_opt(cf, keys, sorted, &options)
+        {
+            if let Some(bytes) = found? {
+                states.push(decode_instance(&bytes)?);
             }
         }
         Ok(states)

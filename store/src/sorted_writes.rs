@@ -19,24 +19,52 @@ pub(crate) struct SortedWrites<'v> {
     writes: Vec<Write<'v>>,
 }
 
-/// One write: family, key, and `Some(value)` to put or `None` to delete.
-type Write<'v> = (&'static str, Vec<u8>, Option<Cow<'v, [u8]>>);
+/// One write: family, key, and what to do with it.
+type Write<'v> = (&'static str, Vec<u8>, Op<'v>);
+
+/// What a write does to its key.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Put,
+    /// A merge operand (the family's merge operator combines it with the
+    /// value under it when read).
+    Merge,
+    Delete,
+}
+
+enum Op<'v> {
+    Put(Cow<'v, [u8]>),
+    Merge(Vec<u8>),
+    Delete,
+}
 
 impl<'v> SortedWrites<'v> {
     pub(crate) fn put(&mut self, cf: &'static str, key: Vec<u8>, value: impl Into<Cow<'v, [u8]>>) {
-        self.writes.push((cf, key, Some(value.into())));
+        self.writes.push((cf, key, Op::Put(value.into())));
+    }
+
+    pub(crate) fn merge(&mut self, cf: &'static str, key: Vec<u8>, operand: Vec<u8>) {
+        self.writes.push((cf, key, Op::Merge(operand)));
     }
 
     pub(crate) fn delete(&mut self, cf: &'static str, key: Vec<u8>) {
-        self.writes.push((cf, key, None));
+        self.writes.push((cf, key, Op::Delete));
     }
 
-    /// The family and key of each write, in the order made.
+    /// The family, key and kind of each write, in the order made.
     #[cfg(test)]
-    pub(crate) fn keys(&self) -> Vec<(&'static str, &[u8])> {
+    pub(crate) fn kinds(&self) -> Vec<(&'static str, &[u8], Kind)> {
         self.writes
             .iter()
-            .map(|(cf, key, _)| (*cf, key.as_slice()))
+            .map(|(cf, key, op)| {
+                let kind = match op {
+                    Op::Put(_) => Kind::Put,
+                    Op::Merge(_) => Kind::Merge,
+                    Op::Delete => Kind::Delete,
+                };
+                (*cf, key.as_slice(), kind)
+            })
             .collect()
     }
 
@@ -47,8 +75,9 @@ impl<'v> SortedWrites<'v> {
         let mut batch = WriteBatch::default();
         for (cf, key, value) in self.writes {
             match value {
-                Some(value) => batch.put_cf(db.cf(cf), key, value),
-                None => batch.delete_cf(db.cf(cf), key),
+                Op::Put(value) => batch.put_cf(db.cf(cf), key, value),
+                Op::Merge(operand) => batch.merge_cf(db.cf(cf), key, operand),
+                Op::Delete => batch.delete_cf(db.cf(cf), key),
             }
         }
         batch
