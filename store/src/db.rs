@@ -32,10 +32,6 @@ const DB_WRITE_BUFFER_BYTES: usize = 48 << 20;
 const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
-/// Progress operands of one instance kept in the memtable before a write
-/// merges them into its row (an instance whose agent contacts every few
-/// seconds while it waits, say): what bounds the operands a read walks.
-const MAX_SUCCESSIVE_PROGRESS: usize = 16;
 
 pub(crate) const CF_DEPLOYMENTS: &str = "deployments";
 pub(crate) const CF_INSTANCES: &str = "instances";
@@ -118,7 +114,9 @@ impl Db {
             cf.set_memtable_prefix_bloom_ratio(0.05);
             if *name == CF_INSTANCES {
                 // A batch that changed only an instance's progress writes
-                // only that, merged into the row when it is read.
+                // only that, merged into the row when it is read (the
+                // writer bounds the operands over a row:
+                // `instance_parts::MAX_PROGRESS_OPERANDS`).
                 cf.set_merge_operator(
                     "instance_progress",
                     |_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands| {
@@ -128,9 +126,6 @@ impl Db {
                         operands.iter().last().map(<[u8]>::to_vec)
                     },
                 );
-                // A read walks the operands of its key still in the
-                // memtable; past this many, the write merges them instead.
-                cf.set_max_successive_merges(MAX_SUCCESSIVE_PROGRESS);
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });

@@ -18,7 +18,8 @@
 //! part). Both parts are postcard. The progress part lists the services'
 //! runs in the order of the services in the stable part, without their
 //! names: the writer replaces a row's progress only when the stable part it
-//! would write is the stored one, byte for byte ([`crate::pending`]).
+//! would write is the stored one, byte for byte, and writes the whole row
+//! again after [`MAX_PROGRESS_OPERANDS`] operands ([`instance_write`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,13 +40,72 @@ const PROGRESS: u8 = 1;
 /// The tag and the stable part's length.
 const WHOLE_ROW_HEADER: usize = 5;
 
-/// An instance as committed, with the bytes of its stable part as stored:
-/// the writer compares a changed instance's stable part with them and
-/// writes only the progress when they are the same.
+/// An instance as committed, with what the writer knows of its stored row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredInstance {
     pub(crate) state: InstanceState,
+    pub(crate) row: StoredRow,
+}
+
+/// What the writer knows of an instance's stored row: the writer compares
+/// a changed instance's stable part with `stable` and writes only the
+/// progress when they are the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredRow {
+    /// The stable part's bytes as stored.
     pub(crate) stable: Vec<u8>,
+    /// The progress operands written over the last whole row, as far as
+    /// this writer knows.
+    pub(crate) operands: u8,
+}
+
+/// Progress operands an instance's whole row may carry before the writer
+/// writes the whole row again: a read walks every operand over the row
+/// still in the memtable (which keeps them until it is flushed), and an
+/// instance whose agent contacts every few seconds while it waits would
+/// otherwise gather thousands. Counted by the writer rather than left to
+/// RocksDB's `max_successive_merges`, which looks the key up in the
+/// memtable on every merge (12 % of the apply time of a batch over 1,000
+/// instances, BENCHMARKS.md).
+pub(crate) const MAX_PROGRESS_OPERANDS: u8 = 16;
+
+/// How an instance is written: its whole row, or only its progress.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InstanceWrite {
+    /// A put of the whole row.
+    Whole(Vec<u8>),
+    /// A progress operand, merged into the row under it.
+    Progress(Vec<u8>),
+}
+
+/// How to write `state` over the stored row `before` (`None`: nothing
+/// stored), and what the row is once written. A row read from the store
+/// carries an unknown number of operands: its next write is whole.
+pub(crate) fn instance_write(
+    before: Option<&StoredRow>,
+    state: &InstanceState,
+) -> (InstanceWrite, StoredRow) {
+    let stable = encode_stable(state);
+    let progress = encode_progress(state);
+    match before {
+        Some(before) if before.stable == stable && before.operands < MAX_PROGRESS_OPERANDS => {
+            let operands = before.operands + 1;
+            (
+                InstanceWrite::Progress(progress),
+                StoredRow { stable, operands },
+            )
+        }
+        _ => {
+            let row = whole_row(&stable, &progress);
+            (
+                InstanceWrite::Whole(row),
+                StoredRow {
+                    stable,
+                    operands: 0,
+                },
+            )
+        }
+    }
 }
 
 /// What a typical part is first given room for, instead of growing from
@@ -172,14 +232,17 @@ pub(crate) fn decode_instance(row: &[u8]) -> Result<InstanceState, StoreError> {
     })
 }
 
-/// The whole instance from its stored row, with its stable part's bytes.
+/// The whole instance from its stored row, with its stable part's bytes
+/// (and, since how many operands lie over it is not known, its next write
+/// whole).
 pub(crate) fn decode_stored_instance(row: &[u8]) -> Result<StoredInstance, StoreError> {
     let state = decode_instance(row)?;
     let (stable, _) = split_row(row)?;
-    Ok(StoredInstance {
-        state,
+    let row = StoredRow {
         stable: stable.to_vec(),
-    })
+        operands: MAX_PROGRESS_OPERANDS,
+    };
+    Ok(StoredInstance { state, row })
 }
 
 /// Only the instance fields (a reference's source, who owns an instance):
@@ -306,5 +369,44 @@ impl Serialize for ServiceRuns<'_> {
             seq.serialize_element(&(&service.started, &service.ended))?;
         }
         seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use audrey_core::domain::{DeploymentId, InstanceId, Timestamp};
+
+    use super::*;
+
+    /// Progress alone is written as an operand, at most
+    /// [`MAX_PROGRESS_OPERANDS`] times in a row; then, or when the stable
+    /// part changed, or over a row read from the store, the whole row.
+    #[test]
+    fn progress_operands_over_a_row_are_bounded() {
+        let mut state = InstanceState::new(
+            InstanceId::from_bytes([2; 16]),
+            DeploymentId::from_bytes([1; 16]),
+        );
+        let is_whole = |write: &InstanceWrite| matches!(write, InstanceWrite::Whole(_));
+        let (write, mut row) = instance_write(None, &state);
+        assert!(is_whole(&write), "nothing stored yet");
+        let mut kinds = Vec::new();
+        for second in 1..=2 * i64::from(MAX_PROGRESS_OPERANDS) + 2 {
+            state.instance.last_contacted = Some(Timestamp::from_unix_seconds(second));
+            let (write, next) = instance_write(Some(&row), &state);
+            kinds.push(is_whole(&write));
+            row = next;
+        }
+        let every = usize::from(MAX_PROGRESS_OPERANDS) + 1;
+        let whole: Vec<usize> = (0..kinds.len()).filter(|at| kinds[*at]).collect();
+        assert_eq!(whole, vec![every - 1, 2 * every - 1]);
+        state.instance.expected = true;
+        let (write, after) = instance_write(Some(&row), &state);
+        assert!(is_whole(&write), "the stable part changed");
+        assert_eq!(after.operands, 0);
+        let read = decode_stored_instance(&encode_instance(&state)).unwrap();
+        let (write, _) = instance_write(Some(&read.row), &state);
+        assert!(is_whole(&write), "a row read from the store");
+        assert_eq!(read.state, state);
     }
 }

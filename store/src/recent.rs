@@ -76,14 +76,16 @@ mod tests {
     use audrey_core::rows::InstanceState;
 
     use super::*;
+    use crate::instance_parts::StoredRow;
 
     fn state(n: u8) -> Committed {
         let id = InstanceId::from_bytes([n; 16]);
         let state = InstanceState::new(id, DeploymentId::from_bytes([0; 16]));
-        Some(Arc::new(StoredInstance {
-            state,
+        let row = StoredRow {
             stable: vec![n],
-        }))
+            operands: 0,
+        };
+        Some(Arc::new(StoredInstance { state, row }))
     }
 
     #[test]
