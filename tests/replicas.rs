@@ -501,6 +501,13 @@ fn replicas_converge_to_identical_reports_through_kills_lag_and_a_bootstrap() {
             publisher.close().await.unwrap();
         })
     }));
+    // The service counts its queue's waiting events once a second, and a
+    // count is what makes it say it is behind. Frozen for longer than that,
+    // its next count is due the moment it resumes, before it can drain
+    // the burst; frozen for less (a fast broker publishes the burst in
+    // 0.4 s), the count could come only after the drain, with nothing to
+    // see.
+    std::thread::sleep(Duration::from_millis(1_500).saturating_sub(stopped.elapsed()));
     signal(frozen, "-CONT");
     if let Err(panic) = burst {
         std::panic::resume_unwind(panic);
