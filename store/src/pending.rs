@@ -155,12 +155,10 @@ impl<'s> Pending<'s> {
         let mut rows_written = self.rows_written;
         for (id, before) in self.committed_instances.into_inner() {
             let state = match (written.remove(&id), before) {
-                (Some(Some(state)), before) => match (rows_written.remove(&id), before) {
-                    (Some(row), _) => Some(Arc::new(StoredInstance { state, row })),
-                    // Put back unchanged, so not written: as committed.
-                    (None, Before::Read(committed)) => committed,
-                    // A row handed over is always written back.
-                    (None, Before::Taken { .. }) => continue,
+                (Some(Some(state)), _) => match rows_written.remove(&id) {
+                    Some(row) => Some(Arc::new(StoredInstance { state, row })),
+                    // Not written (the batch was not): read again when needed.
+                    None => continue,
                 },
                 (Some(None), _) => None,
                 (None, Before::Read(state)) => state,
