@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 use audrey_core::contract::{Awaited, Parameter};
@@ -127,7 +126,7 @@ pub(crate) fn encode_stable(state: &InstanceState) -> Vec<u8> {
         ended_services: &i.ended_services,
         dependents: &i.dependents,
         waiting_deployments: &i.waiting_deployments,
-        services: ServiceParameters(&state.services),
+        services: PerService(&state.services, |s| (&s.name, &s.parameters)),
         other_claims: &state.other_claims,
     };
     postcard::to_extend(&part, Vec::with_capacity(STABLE_PART_BYTES))
@@ -142,7 +141,7 @@ pub(crate) fn encode_progress(state: &InstanceState) -> Vec<u8> {
         last_contacted: &i.last_contacted,
         status: &i.status,
         completed: &i.completed,
-        runs: ServiceRuns(&state.services),
+        runs: PerService(&state.services, |s| (&s.started, &s.ended)),
     };
     let mut operand = Vec::with_capacity(PROGRESS_PART_BYTES);
     operand.push(PROGRESS);
@@ -197,6 +196,11 @@ pub(crate) fn merge_progress(existing: Option<&[u8]>, newest: &[u8]) -> Option<V
 /// The whole instance from its stored row.
 pub(crate) fn decode_instance(row: &[u8]) -> Result<InstanceState, StoreError> {
     let (stable, progress) = split_row(row)?;
+    decode_parts(stable, progress)
+}
+
+/// The whole instance from its two parts.
+fn decode_parts(stable: &[u8], progress: &[u8]) -> Result<InstanceState, StoreError> {
     let (stable_fields, parameters, other_claims): Stable =
         postcard::from_bytes(stable).map_err(corrupt)?;
     let (progress_fields, runs): Progress = postcard::from_bytes(progress).map_err(corrupt)?;
@@ -236,8 +240,8 @@ pub(crate) fn decode_instance(row: &[u8]) -> Result<InstanceState, StoreError> {
 /// (and, since how many operands lie over it is not known, its next write
 /// whole).
 pub(crate) fn decode_stored_instance(row: &[u8]) -> Result<StoredInstance, StoreError> {
-    let state = decode_instance(row)?;
-    let (stable, _) = split_row(row)?;
+    let (stable, progress) = split_row(row)?;
+    let state = decode_parts(stable, progress)?;
     let row = StoredRow {
         stable: stable.to_vec(),
         operands: MAX_PROGRESS_OPERANDS,
@@ -292,7 +296,7 @@ struct StableRef<'a> {
     ended_services: &'a BTreeSet<Name>,
     dependents: &'a BTreeMap<Awaited, u32>,
     waiting_deployments: &'a BTreeMap<DeploymentId, u32>,
-    services: ServiceParameters<'a>,
+    services: PerService<'a, (&'a Name, &'a Option<Vec<Parameter>>)>,
     other_claims: &'a Vec<InstanceState>,
 }
 
@@ -320,16 +324,14 @@ type Stable = (
     Vec<InstanceState>,
 );
 
-/// Each service's name and parameters, in name order (the map's).
-struct ServiceParameters<'a>(&'a BTreeMap<Name, Service>);
+/// One element per service, in name order (the map's): what `part` takes
+/// of each. The stable part lists the services' names and parameters, the
+/// progress part their runs, in the same order.
+struct PerService<'a, T>(&'a BTreeMap<Name, Service>, fn(&'a Service) -> T);
 
-impl Serialize for ServiceParameters<'_> {
+impl<'a, T: Serialize> Serialize for PerService<'a, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for service in self.0.values() {
-            seq.serialize_element(&(&service.name, &service.parameters))?;
-        }
-        seq.end()
+        serializer.collect_seq(self.0.values().map(self.1))
     }
 }
 
@@ -340,7 +342,7 @@ struct ProgressRef<'a> {
     last_contacted: &'a Option<Timestamp>,
     status: &'a Status,
     completed: &'a Option<Timestamp>,
-    runs: ServiceRuns<'a>,
+    runs: PerService<'a, RunRef<'a>>,
 }
 
 /// The instance's own fields at the head of the progress part.
@@ -354,23 +356,12 @@ struct ProgressFields {
 
 /// A service's latest start, and latest end with its return code.
 type Run = (Option<Stamp>, Option<(Stamp, i32)>);
+/// The same, as written.
+type RunRef<'a> = (&'a Option<Stamp>, &'a Option<(Stamp, i32)>);
 
 /// The whole progress part, read back: the fields, then the runs in the
 /// order of the stable part's services.
 type Progress = (ProgressFields, Vec<Run>);
-
-/// Each service's latest start and end, in name order (the map's).
-struct ServiceRuns<'a>(&'a BTreeMap<Name, Service>);
-
-impl Serialize for ServiceRuns<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for service in self.0.values() {
-            seq.serialize_element(&(&service.started, &service.ended))?;
-        }
-        seq.end()
-    }
-}
 
 #[cfg(test)]
 mod tests {

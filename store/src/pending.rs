@@ -131,19 +131,12 @@ impl<'s> Pending<'s> {
         let claims = stored.state.claim_deployments().collect();
         // The batch's and the writer's references go first, so that the
         // row is usually held by nothing else and moves out uncopied.
-        let taken = Before::Taken {
-            claims,
-            row: StoredRow::default(),
-        };
-        self.committed_instances.get_mut().insert(id, taken);
+        self.committed_instances.get_mut().remove(&id);
         self.recent.get_mut().remove(id);
         let StoredInstance { state, row } =
             Arc::try_unwrap(stored).unwrap_or_else(|shared| (*shared).clone());
-        if let Some(Before::Taken { row: kept, .. }) =
-            self.committed_instances.get_mut().get_mut(&id)
-        {
-            *kept = row;
-        }
+        let taken = Before::Taken { claims, row };
+        self.committed_instances.get_mut().insert(id, taken);
         Ok(Some(state))
     }
 

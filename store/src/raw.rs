@@ -112,13 +112,23 @@ pub(crate) fn read_deployment(
     get_row(raw, CF_DEPLOYMENTS, id.as_bytes())
 }
 
+/// An instance's row, decoded by `decode` (whole, with what the writer
+/// keeps of it, or only its instance fields).
+fn read_instance_with<T>(
+    raw: &impl Raw,
+    id: InstanceId,
+    decode: fn(&[u8]) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    raw.get(CF_INSTANCES, id.as_bytes())?
+        .map(|bytes| decode(&bytes))
+        .transpose()
+}
+
 pub(crate) fn read_instance(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<InstanceState>, StoreError> {
-    raw.get(CF_INSTANCES, id.as_bytes())?
-        .map(|bytes| decode_instance(&bytes))
-        .transpose()
+    read_instance_with(raw, id, decode_instance)
 }
 
 /// An instance with its stable part's bytes as stored (the writer's read).
@@ -126,18 +136,14 @@ pub(crate) fn read_stored_instance(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<StoredInstance>, StoreError> {
-    raw.get(CF_INSTANCES, id.as_bytes())?
-        .map(|bytes| decode_stored_instance(&bytes))
-        .transpose()
+    read_instance_with(raw, id, decode_stored_instance)
 }
 
 pub(crate) fn read_instance_row(
     raw: &impl Raw,
     id: InstanceId,
 ) -> Result<Option<Instance>, StoreError> {
-    raw.get(CF_INSTANCES, id.as_bytes())?
-        .map(|bytes| decode_instance_row(&bytes))
-        .transpose()
+    read_instance_with(raw, id, decode_instance_row)
 }
 
 pub(crate) fn read_members(
