@@ -666,6 +666,31 @@ fn scale_rows(table: &mut Table, points: &[scale::ScalePoint]) {
                 Verdict::Info
             },
         );
+        let cpu_ratio = p.cpu_per_event.as_secs_f64() / first.cpu_per_event.as_secs_f64();
+        table.add(
+            "4",
+            format!(
+                "scale: the same batches' CPU time per event on the applying thread \
+                 (without the wait for the sync), {} instances",
+                thousands(p.instances as f64)
+            ),
+            micros(p.cpu_per_event),
+            if is_first {
+                String::new()
+            } else {
+                format!(
+                    "{} instances: {}",
+                    first.instances,
+                    micros(first.cpu_per_event)
+                )
+            },
+            if is_first {
+                String::new()
+            } else {
+                format!("{cpu_ratio:.2}")
+            },
+            Verdict::Info,
+        );
         table.add(
             "4",
             format!(

@@ -29,6 +29,11 @@ pub struct ScalePoint {
     pub instances: usize,
     /// Events on instances drawn from the whole deployment.
     pub per_event: Duration,
+    /// The same batches' CPU time on the applying thread: the cost that
+    /// grows with the deployment, apart from the wait for the disk's sync,
+    /// which is the same for every size but moves with the disk from one
+    /// run to the next (0.3 to 0.7 ms a sync on this machine kind).
+    pub cpu_per_event: Duration,
     /// Each batch's events on `LOCAL_INSTANCES` instances.
     pub per_event_local: Duration,
     pub setup_events: usize,
@@ -56,9 +61,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<ScalePoint>> {
             profile,
         )?;
         eprintln!(
-            "[scale] {size} instances: {:.1} us per event; {:.1} us with {LOCAL_INSTANCES} \
-             instances per batch ({} events to set up)",
+            "[scale] {size} instances: {:.1} us per event ({:.1} us of CPU); {:.1} us with \
+             {LOCAL_INSTANCES} instances per batch ({} events to set up)",
             point.per_event.as_secs_f64() * 1e6,
+            point.cpu_per_event.as_secs_f64() * 1e6,
             point.per_event_local.as_secs_f64() * 1e6,
             point.setup_events
         );
@@ -140,24 +146,32 @@ fn measure(
     for _ in 0..batches.div_ceil(10) {
         store.apply_batch(&next_batch(None))?;
     }
-    let mut median_per_event = |pool: Option<usize>, batches: usize| -> anyhow::Result<Duration> {
-        let mut times = Vec::with_capacity(batches);
-        for _ in 0..batches {
-            let batch = next_batch(pool);
-            let started = Instant::now();
-            let outcome = store.apply_batch(&batch)?;
-            times.push(started.elapsed());
-            ensure!(
-                outcome.applied() == batch.len(),
-                "a batch was not applied whole"
-            );
-        }
-        times.sort();
-        Ok(times[times.len() / 2] / batch_size as u32)
-    };
+    // The median batch's time and the median batch's CPU time, per event.
+    let mut median_per_event =
+        |pool: Option<usize>, batches: usize| -> anyhow::Result<(Duration, Duration)> {
+            let mut times = Vec::with_capacity(batches);
+            let mut cpu_times = Vec::with_capacity(batches);
+            for _ in 0..batches {
+                let batch = next_batch(pool);
+                let started = Instant::now();
+                let cpu_started = thread_cpu_time();
+                let outcome = store.apply_batch(&batch)?;
+                cpu_times.push(thread_cpu_time().saturating_sub(cpu_started));
+                times.push(started.elapsed());
+                ensure!(
+                    outcome.applied() == batch.len(),
+                    "a batch was not applied whole"
+                );
+            }
+            let median = |mut all: Vec<Duration>| {
+                all.sort();
+                all[all.len() / 2] / batch_size as u32
+            };
+            Ok((median(times), median(cpu_times)))
+        };
     // Profiled, the uniform mix runs 10 times as long, for samples.
     let perf = Perf::attach(profile, std::process::id(), &format!("scale-{size}"));
-    let per_event = median_per_event(
+    let (per_event, cpu_per_event) = median_per_event(
         None,
         if profile.is_some() {
             batches * 10
@@ -166,11 +180,27 @@ fn measure(
         },
     )?;
     perf.stop();
-    let per_event_local = median_per_event(Some(LOCAL_INSTANCES), batches)?;
+    let (per_event_local, _) = median_per_event(Some(LOCAL_INSTANCES), batches)?;
     Ok(ScalePoint {
         instances: size,
         per_event,
+        cpu_per_event,
         per_event_local,
         setup_events: setup.len(),
     })
+}
+
+/// The CPU time the calling thread has used. RocksDB writes the WAL and
+/// the memtables on the thread that writes the batch, so this is the
+/// batch's work without the time spent waiting for the sync.
+#[allow(unsafe_code)]
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` only writes the `timespec` it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "this thread's CPU clock is always readable");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
