@@ -3,6 +3,7 @@
 //! (crate `audrey-store`) implement them; each names its own error, so
 //! nothing here knows what a backend can fail with.
 
+use crate::contract::Awaited;
 use crate::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use crate::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 
@@ -17,6 +18,13 @@ pub trait ViewRead {
     /// source needs); stores may answer it more cheaply.
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, Self::Error> {
         Ok(self.instance(id)?.map(|s| s.instance))
+    }
+    /// Whether `source` is known, without reading its row, to have
+    /// provided `awaited`: a store may remember it from its earlier reads
+    /// (what an instance has provided stays provided while the instance
+    /// and its owner stay). `false`: not known, read the row.
+    fn remembered_provided(&self, _source: InstanceId, _awaited: &Awaited) -> bool {
+        false
     }
     /// Several instances, in the order asked, leaving out those not known;
     /// stores may read them in one go.

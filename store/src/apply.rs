@@ -158,7 +158,13 @@ pub(crate) fn apply_events(
             latest.nanos().to_be_bytes().to_vec(),
         );
     }
-    db.write(writes.into_batch(db), origin == Origin::Live)?;
+    let batch = writes.into_batch(db);
+    let sync = origin == Origin::Live;
+    if pending.provided_may_shrink {
+        db.write(batch, sync)?;
+    } else {
+        db.write_keeping_provided(batch, sync)?;
+    }
     *recent = pending.committed();
     Ok(BatchOutcome {
         outcomes,

@@ -73,6 +73,13 @@ pub(crate) struct Db {
     /// read knows from this whether anything was written since, whichever
     /// path wrote (ingest, retention, import, rebuild).
     writes: AtomicU64,
+    /// Writes begun and done that may have taken from an instance what it
+    /// provided (deleted its row, or given it another owner): a reader
+    /// trusts what it remembers of provided parameters only across
+    /// snapshots between which none was written (`crate::provided`).
+    /// Every write counts unless its maker knows otherwise.
+    provided_may_shrink_begun: AtomicU64,
+    provided_may_shrink_done: AtomicU64,
 }
 
 impl Db {
@@ -133,6 +140,8 @@ impl Db {
         Ok(Db {
             rocks,
             writes: AtomicU64::new(0),
+            provided_may_shrink_begun: AtomicU64::new(0),
+            provided_may_shrink_done: AtomicU64::new(0),
         })
     }
 
@@ -152,12 +161,36 @@ impl Db {
     }
 
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        self.provided_may_shrink_begun
+            .fetch_add(1, Ordering::SeqCst);
+        let written = self.write_keeping_provided(batch, sync);
+        self.provided_may_shrink_done.fetch_add(1, Ordering::SeqCst);
+        written
+    }
+
+    /// [`Db::write`] of a batch that takes from no instance anything it
+    /// provided: no instance row is deleted or changes owner in it.
+    pub(crate) fn write_keeping_provided(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+    ) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
         self.rocks.write_opt(batch, &options)?;
         // After the write: a reader that sees the new count sees the batch.
         self.writes.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// Writes begun that may have taken what an instance provided.
+    pub(crate) fn provided_may_shrink_begun(&self) -> u64 {
+        self.provided_may_shrink_begun.load(Ordering::SeqCst)
+    }
+
+    /// Writes done that may have taken what an instance provided.
+    pub(crate) fn provided_may_shrink_done(&self) -> u64 {
+        self.provided_may_shrink_done.load(Ordering::SeqCst)
     }
 
     /// Batches written since the store was opened.

@@ -15,7 +15,8 @@
 //!   on the committed store), [`recent`] (the cache of recent instances the
 //!   writer keeps) and [`sorted_writes`];
 //! - [`reader`]: the reader over a snapshot that every report uses;
-//!   [`raw`]: the row readers both share;
+//!   [`raw`]: the row readers both share; [`provided`]: what instances
+//!   have provided, remembered across readers;
 //! - [`log`]: the event log and an entity's history; [`rebuild`]: views
 //!   from the log; [`retention`]: keeping the log bounded;
 //! - [`error`]: what it can fail with.
@@ -29,6 +30,7 @@ mod instance_parts;
 mod keys;
 pub mod log;
 mod pending;
+mod provided;
 mod raw;
 pub mod reader;
 mod rebuild;

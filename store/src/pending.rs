@@ -51,6 +51,10 @@ pub(crate) struct Pending<'s> {
     /// The row of each instance [`Pending::write_into`] wrote, as it is
     /// now stored: what the next batch compares with.
     rows_written: HashMap<InstanceId, StoredRow>,
+    /// Whether [`Pending::write_into`] deleted an instance row or gave an
+    /// instance another owner: what readers remember of what instances
+    /// provided may no longer hold after such a batch (`crate::provided`).
+    pub(crate) provided_may_shrink: bool,
 }
 
 /// An instance as this batch found it committed.
@@ -84,6 +88,7 @@ impl<'s> Pending<'s> {
             committed_deployments: RefCell::new(HashMap::new()),
             committed_instances: RefCell::new(HashMap::new()),
             rows_written: HashMap::new(),
+            provided_may_shrink: false,
         }
     }
 
@@ -211,6 +216,12 @@ impl<'s> Pending<'s> {
                 }
             };
             let is = claims(state.as_ref());
+            // The owner's claim is what a reference's source shows: a row
+            // that goes, or another claim taking its place, may take back
+            // what it provided. A new row had nothing to take.
+            if !was.is_empty() && was.first() != is.first() {
+                self.provided_may_shrink = true;
+            }
             for gone in was.iter().filter(|d| !is.contains(d)) {
                 batch.delete(CF_MEMBERS, member_key(*gone, *id));
             }
@@ -456,7 +467,12 @@ mod tests {
         let registration = expected.instance.registration.as_ref().unwrap();
         assert_eq!(registration.stamp.time, Timestamp::from_unix_seconds(4));
         assert!(expected.services.values().all(|s| s.started.is_some()));
-        let read = |db: &Db| crate::reader::Reader::new(db).instances(&[id]).unwrap();
+        let memory = crate::provided::ProvidedMemory::default();
+        let read = |db: &Db| {
+            crate::reader::Reader::new(db, &memory)
+                .instances(&[id])
+                .unwrap()
+        };
         assert_eq!(read(&db), vec![expected.clone()], "through a snapshot");
         db.flush().unwrap();
         let cf = db.cf(CF_INSTANCES);

@@ -3,6 +3,7 @@
 
 use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
 
+use audrey_core::contract::Awaited;
 use audrey_core::domain::{DeploymentId, InstanceId, Status, Timestamp};
 use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ListDeployments, ViewRead};
@@ -10,6 +11,7 @@ use audrey_core::views::{ListDeployments, ViewRead};
 use crate::db::{Db, CF_INSTANCES};
 use crate::error::StoreError;
 use crate::instance_parts::decode_instance;
+use crate::provided::{ProvidedMemory, SnapshotBounds};
 use crate::raw::{
     read_as_of, read_config_server, read_config_servers, read_counts, read_deployment,
     read_instance, read_instance_row, read_members, scan_deployments, KeyValueVisitor, Raw,
@@ -22,15 +24,29 @@ pub struct Reader<'s> {
     snapshot: SnapshotWithThreadMode<'s, DB>,
     /// Iterators over the snapshot, reused by the scans of one report.
     scanners: Scanners<'s>,
+    /// What instances have provided, as every reader of the store has seen
+    /// it: a reference's source need not be read again.
+    provided: &'s ProvidedMemory,
+    /// Where the snapshot lies, for what `provided` may tell it and learn
+    /// from it.
+    bounds: SnapshotBounds,
 }
 
 impl<'s> Reader<'s> {
-    pub(crate) fn new(db: &'s Db) -> Self {
+    pub(crate) fn new(db: &'s Db, provided: &'s ProvidedMemory) -> Self {
+        let (snapshot, bounds) = SnapshotBounds::around(db, || db.rocks.snapshot());
         Self {
             db,
-            snapshot: db.rocks.snapshot(),
+            snapshot,
             scanners: Scanners::new(),
+            provided,
+            bounds,
         }
+    }
+
+    /// Notes what an instance read here has provided.
+    fn learn(&self, row: &Instance) {
+        self.provided.learn(&self.bounds, row);
     }
 
     /// The freshness watermark: the time of the latest event applied (the
@@ -72,10 +88,17 @@ impl ViewRead for Reader<'_> {
         read_deployment(self, id)
     }
     fn instance_row(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
-        read_instance_row(self, id)
+        let row = read_instance_row(self, id)?;
+        row.iter().for_each(|row| self.learn(row));
+        Ok(row)
+    }
+    fn remembered_provided(&self, source: InstanceId, awaited: &Awaited) -> bool {
+        self.provided.remembers(&self.bounds, source, awaited)
     }
     fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, StoreError> {
-        read_instance(self, id)
+        let state = read_instance(self, id)?;
+        state.iter().for_each(|state| self.learn(&state.instance));
+        Ok(state)
     }
     /// One RocksDB `MultiGet`: it looks the keys up together, level by
     /// level, instead of one full lookup each (a deployment report).
@@ -91,6 +114,8 @@ impl ViewRead for Reader<'_> {
             .rocks
             .batched_multi_get_cf_opt(cf, keys, sorted, &options)
         {
+            // Not learned from: a deployment report has its instances in
+            // hand for their references.
             if let Some(bytes) = found? {
                 states.push(decode_instance(&bytes)?);
             }

@@ -16,6 +16,7 @@ use crate::db::{Db, CF_META};
 use crate::error::StoreError;
 use crate::keys::{KEY_REBUILDING, KEY_VERSION};
 use crate::log::{self, HistoryPage};
+use crate::provided::ProvidedMemory;
 use crate::reader::Reader;
 use crate::rebuild;
 use crate::recent::RecentInstances;
@@ -30,6 +31,9 @@ pub struct Store {
     /// One batch at a time: a batch reads rows, then writes them. The lock
     /// also guards the instances the writer remembers between batches.
     write_lock: Mutex<RecentInstances>,
+    /// What instances have provided, as readers have seen it
+    /// ([`crate::provided`]).
+    provided: ProvidedMemory,
 }
 
 impl Store {
@@ -75,6 +79,7 @@ impl Store {
             db: Db::open(&path, true)?,
             path,
             write_lock: Mutex::new(RecentInstances::default()),
+            provided: ProvidedMemory::default(),
         };
         if fresh {
             store.put_views_version(VIEWS_VERSION)?;
@@ -122,7 +127,7 @@ impl Store {
     /// A consistent, read-only view of the store at this moment
     /// ([`crate::reader`]).
     pub fn reader(&self) -> Reader<'_> {
-        Reader::new(&self.db)
+        Reader::new(&self.db, &self.provided)
     }
 
     /// The accepted events of a deployment, or of one of its instances, in

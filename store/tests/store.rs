@@ -119,3 +119,101 @@ fn views_of_another_version_are_refused_with_a_hint_to_rebuild() {
     let err = Store::open(dir.path()).err().expect("refused").to_string();
     assert!(err.contains("rebuild"), "{err}");
 }
+
+/// A report finds what a parameter's source provided from what earlier
+/// reports read, and never once the source's row could have lost it:
+/// here the deployment that owns the source is deleted, and the source's
+/// other claim, which provided nothing, becomes its owner. After every
+/// batch, instance reports equal those built in memory.
+#[test]
+fn what_a_source_provided_is_remembered_only_while_it_holds() {
+    use audrey_core::contract::Awaited;
+    use audrey_core::query::{instance_report, ReportContext};
+    use audrey_core::scenario::script::{
+        at, instance, name, param_ref, service, static_param, DeploymentScript, MYSQL, WORDPRESS,
+    };
+    use audrey_core::views::ViewRead;
+
+    const OTHER_DEPLOYMENT: &str = "5a0e4c1b-2d3f-4e5a-8b6c-7d8e9f0a1b2c";
+    const OTHER_WORDPRESS: &str = "6b1f5d2c-3e4a-4f6b-9c7d-8e9f0a1b2c3d";
+    let mut blog = DeploymentScript::new(audrey_core::scenario::script::BLOG);
+    // Another config server: event ids are unique per source.
+    let mut other = DeploymentScript::new(OTHER_DEPLOYMENT).with_source("/configserver/cs-02");
+    let wordpress = |cs: &mut DeploymentScript, t: i64, uuid: &str| {
+        cs.register(
+            t,
+            uuid,
+            "wordpress",
+            &[],
+            vec![service(
+                "wordpress",
+                vec![param_ref("mysql_ip", MYSQL, "ipaddress")],
+            )],
+        )
+    };
+    let batches: Vec<Vec<Event>> = vec![
+        vec![
+            blog.register(
+                0,
+                MYSQL,
+                "mysql",
+                &["ipaddress"],
+                vec![service("mysql", vec![static_param("root_pw")])],
+            ),
+            wordpress(&mut blog, 1, WORDPRESS),
+            blog.register_deployment(2, &[MYSQL, WORDPRESS]),
+        ],
+        vec![blog.provided(3, MYSQL, &["ipaddress"])],
+        vec![
+            other.register(4, MYSQL, "mysql", &["ipaddress"], vec![]),
+            wordpress(&mut other, 5, OTHER_WORDPRESS),
+        ],
+        vec![blog.deleted(6)],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ctx = ReportContext::at(at(60));
+    let ipaddress = Awaited::Parameter(name("ipaddress"));
+    let mut applied = Vec::new();
+    let mut remembered_at = Vec::new();
+    let mut provided_before = false;
+    for batch in &batches {
+        let before = store.reader();
+        store.apply_batch(batch).unwrap();
+        applied.extend(batch.iter().cloned());
+        let expected = MemoryViews::from_events(&applied);
+        // Twice: the first report reads the sources, the second may find
+        // them remembered.
+        for _ in 0..2 {
+            for uuid in [WORDPRESS, OTHER_WORDPRESS] {
+                let Ok(want) = instance_report(&expected, instance(uuid), &ctx);
+                let got = instance_report(&store.reader(), instance(uuid), &ctx).unwrap();
+                assert_eq!(got, want, "{uuid} after {} events", applied.len());
+            }
+        }
+        let remembered = store
+            .reader()
+            .remembered_provided(instance(MYSQL), &ipaddress);
+        let Ok(source) = expected.instance_row(instance(MYSQL));
+        let provided = source.as_ref().is_some_and(|s| s.has_provided(&ipaddress));
+        assert!(!remembered || provided, "remembered what is not so");
+        assert!(
+            !before.remembered_provided(instance(MYSQL), &ipaddress) || provided_before,
+            "remembered in a snapshot older than the batch that provided it"
+        );
+        provided_before = provided;
+        remembered_at.push((remembered, source.map(|s| s.deployment)));
+    }
+    let blog_id = blog.deployment;
+    let other_id = other.deployment;
+    assert_eq!(
+        remembered_at,
+        vec![
+            (false, Some(blog_id)),
+            (true, Some(blog_id)),
+            (true, Some(blog_id)),
+            (false, Some(other_id)),
+        ],
+        "remembered once provided, forgotten when another claim owns it"
+    );
+}

@@ -405,13 +405,19 @@ impl<'v, V: ViewRead> SourceCache<'v, V> {
             let Some((source, awaited)) = parameter.source.reference() else {
                 continue;
             };
-            if !self.seen.contains_key(&source) {
-                let row = self.views.instance_row(source)?;
-                self.seen.insert(source, row);
-            }
-            let provided = self.seen[&source]
-                .as_ref()
-                .is_some_and(|i| i.has_provided(&awaited));
+            let provided = match self.seen.get(&source) {
+                Some(row) => row.as_ref().is_some_and(|i| i.has_provided(&awaited)),
+                // Reading a source's row was a third of an instance
+                // report's time (BENCHMARKS.md, "Reports: what a
+                // parameter's source costs").
+                None if self.views.remembered_provided(source, &awaited) => true,
+                None => {
+                    let row = self.views.instance_row(source)?;
+                    let provided = row.as_ref().is_some_and(|i| i.has_provided(&awaited));
+                    self.seen.insert(source, row);
+                    provided
+                }
+            };
             if !provided {
                 out.push((
                     parameter.name.clone(),
