@@ -639,7 +639,6 @@ fn scale_rows(table: &mut Table, points: &[scale::ScalePoint]) {
     let Some(first) = points.first() else { return };
     for p in points {
         let ratio = p.per_event.as_secs_f64() / first.per_event.as_secs_f64();
-        let ratio_local = p.per_event_local.as_secs_f64() / first.per_event_local.as_secs_f64();
         let is_first = p.instances == first.instances;
         let is_goal = p.instances >= 1_000;
         table.add(
@@ -666,54 +665,37 @@ fn scale_rows(table: &mut Table, points: &[scale::ScalePoint]) {
                 Verdict::Info
             },
         );
-        let cpu_ratio = p.cpu_per_event.as_secs_f64() / first.cpu_per_event.as_secs_f64();
-        table.add(
-            "4",
+        // The rows beside the goal's, for information: this size's figure
+        // against the smallest deployment's.
+        let beside = |table: &mut Table, what: String, of: fn(&scale::ScalePoint) -> Duration| {
+            let (figure, baseline) = (of(p), of(first));
+            let (against, ratio) = if is_first {
+                (String::new(), String::new())
+            } else {
+                (
+                    format!("{} instances: {}", first.instances, micros(baseline)),
+                    format!("{:.2}", figure.as_secs_f64() / baseline.as_secs_f64()),
+                )
+            };
+            table.add("4", what, micros(figure), against, ratio, Verdict::Info);
+        };
+        beside(
+            table,
             format!(
                 "scale: the same batches' CPU time per event on the applying thread \
                  (without the wait for the sync), {} instances",
                 thousands(p.instances as f64)
             ),
-            micros(p.cpu_per_event),
-            if is_first {
-                String::new()
-            } else {
-                format!(
-                    "{} instances: {}",
-                    first.instances,
-                    micros(first.cpu_per_event)
-                )
-            },
-            if is_first {
-                String::new()
-            } else {
-                format!("{cpu_ratio:.2}")
-            },
-            Verdict::Info,
+            |p| p.cpu_per_event,
         );
-        table.add(
-            "4",
+        beside(
+            table,
             format!(
                 "scale: the same, each batch on {} of the {} instances",
                 scale::LOCAL_INSTANCES,
                 thousands(p.instances as f64)
             ),
-            micros(p.per_event_local),
-            if is_first {
-                String::new()
-            } else {
-                format!(
-                    "{} instances: {}",
-                    first.instances,
-                    micros(first.per_event_local)
-                )
-            },
-            if is_first {
-                String::new()
-            } else {
-                format!("{ratio_local:.2}")
-            },
-            Verdict::Info,
+            |p| p.per_event_local,
         );
     }
 }
