@@ -136,13 +136,13 @@ impl ProvidedMemory {
                 (what, since)
             })
             .collect();
-        let before = known.map_or(0, Vec::len);
-        if facts.count - before + learned.len() > MAX_FACTS {
+        let count = facts.count - known.map_or(0, Vec::len) + learned.len();
+        if count > MAX_FACTS {
             facts.provided.clear();
-            facts.count = 0;
+            facts.count = learned.len();
+        } else {
+            facts.count = count;
         }
-        let before = facts.provided.get(&row.uuid).map_or(0, Vec::len);
-        facts.count = facts.count - before + learned.len();
         facts.provided.insert(row.uuid, learned);
     }
 }
