@@ -776,6 +776,16 @@ fn check_refusal(error: &audrey_core::DecodeError) -> Result<(), TestCaseError> 
 /// checks answer; it projects.
 fn check_accepted(event: &Event, views: &mut MemoryViews) -> Result<(), TestCaseError> {
     let canonical = event.to_bytes();
+    // Canonical: compact, every object's keys in byte order (as the log
+    // has always stored them), and the same document as `to_json`.
+    let reparsed: serde_json::Value = serde_json::from_slice(&canonical)
+        .map_err(|e| TestCaseError::fail(format!("the canonical form is not JSON: {e}")))?;
+    prop_assert_eq!(&reparsed, &event.to_json());
+    prop_assert_eq!(
+        serde_json::to_vec(&reparsed).unwrap(),
+        canonical.clone(),
+        "the canonical form is not compact with sorted keys"
+    );
     match Event::decode(&canonical, DEFAULT_MAX_EVENT_BYTES) {
         Ok(again) => prop_assert_eq!(&again, event, "canonical form decodes to another event"),
         Err(e) => {

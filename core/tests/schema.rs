@@ -54,6 +54,30 @@ fn every_example_validates_and_decodes_and_every_type_has_one() {
     assert_eq!(types, all);
 }
 
+/// What the event log stores and `export` writes is the example itself,
+/// compact, with every object's keys in byte order: nothing added, lost or
+/// reordered by the encoder. Only the time is rewritten, with as few
+/// fraction digits as it needs (`.000Z` is `Z`), and the optional
+/// `datacontenttype` is always stated.
+#[test]
+fn the_canonical_bytes_of_every_example_are_the_example_compacted_with_sorted_keys() {
+    for path in files("examples") {
+        let bytes = fs::read(&path).unwrap();
+        let mut value: Value = serde_json::from_slice(&bytes).unwrap();
+        let event = Event::decode(&bytes, DEFAULT_MAX_EVENT_BYTES).unwrap();
+        value["time"] = Value::String(event.time().to_rfc3339());
+        value["datacontenttype"] = Value::String("application/json".into());
+        let canonical = event.to_bytes();
+        assert_eq!(
+            String::from_utf8(canonical).unwrap(),
+            serde_json::to_string(&value).unwrap(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(event.to_json(), value, "{}", path.display());
+    }
+}
+
 #[test]
 fn every_invalid_document_is_refused_by_both() {
     let validator = validator();
