@@ -376,9 +376,11 @@ fn ingest_rows(table: &mut Table, r: &ingest::IngestResult) {
             thousands(r.instances as f64)
         ),
         format!(
-            "{} events/s (service {:.2} cores, {}; ready {:.2} s after start)",
+            "{} events/s (service {:.2} cores, {:.1} µs of CPU per event; {}; ready {:.2} s \
+             after start)",
             thousands(r.service_rate),
             r.service_cpu_share,
+            r.service_cpu_per_event() * 1e6,
             r.service_drain_cpu.describe(),
             r.service_startup.as_secs_f64()
         ),
