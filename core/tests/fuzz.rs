@@ -829,7 +829,19 @@ fn check_structured(bytes: &[u8], views: &mut MemoryViews) -> Result<Option<Even
             check_refusal(&e)?;
         }
     }
-    match Event::decode(bytes, DEFAULT_MAX_EVENT_BYTES) {
+    let decoded = Event::decode(bytes, DEFAULT_MAX_EVENT_BYTES);
+    // Live deliveries are decoded from their bytes, `import` from a parsed
+    // `Value`: both must accept the same events and refuse with the same
+    // words.
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        prop_assert_eq!(
+            Event::from_value(&value).map_err(|e| e.to_string()),
+            decoded.clone().map_err(|e| e.to_string()),
+            "decoded from bytes and from a Value differently: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    match decoded {
         Ok(event) => {
             let mut sent: Value = serde_json::from_slice(bytes).expect("accepted bytes are JSON");
             // A known difference, left to the contract's owners: the

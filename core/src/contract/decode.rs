@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::domain::{
     is_refused_char, truncate, DeploymentId, EventId, InstanceId, Name, Source, Timestamp,
@@ -17,6 +17,7 @@ use super::event::{
     ServiceConfig,
 };
 use super::event_type::EventType;
+use super::json::{Json, Members};
 
 /// The default bound on an encoded event, in bytes. A config server never
 /// sends anything near this; a larger message is a bug or an attack.
@@ -68,14 +69,17 @@ impl Event {
                 limit: max_bytes,
             });
         }
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        Self::from_value(&value)
+        let document = Json::parse(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        Self::from_document(&document)
     }
 
     /// Decodes an already parsed JSON value (used by `import`).
     pub fn from_value(value: &Value) -> Result<Event, DecodeError> {
-        let Some(envelope) = value.as_object() else {
+        Self::from_document(&Json::of_value(value))
+    }
+
+    fn from_document(document: &Json<'_>) -> Result<Event, DecodeError> {
+        let Some(envelope) = document.as_object() else {
             return Err(DecodeError::NotCloudEvent(
                 "the body is not a JSON object".into(),
             ));
@@ -86,7 +90,7 @@ impl Event {
                     "no `specversion` attribute".into(),
                 ))
             }
-            Some(Value::String(v)) if v == "1.0" => {}
+            Some(Json::String(v)) if v == "1.0" => {}
             Some(other) => {
                 return Err(DecodeError::NotCloudEvent(format!(
                     "`specversion` is {}, expected \"1.0\"",
@@ -98,9 +102,9 @@ impl Event {
             map: envelope,
             path: String::new(),
         };
-        let type_name = top.string("type", 1, 255)?;
-        let Some(event_type) = EventType::parse(&type_name) else {
-            return Err(DecodeError::UnknownType(truncate(&type_name)));
+        let type_name = top.str("type", 1, 255)?;
+        let Some(event_type) = EventType::parse(type_name) else {
+            return Err(DecodeError::UnknownType(truncate(type_name)));
         };
         let id = top.parsed("id", EventId::parse)?;
         let source = top.parsed("source", Source::parse)?;
@@ -115,7 +119,7 @@ impl Event {
                 && key
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if !KNOWN_ATTRIBUTES.contains(&key.as_str()) && !valid_extension {
+            if !KNOWN_ATTRIBUTES.contains(&key) && !valid_extension {
                 return Err(DecodeError::NotCloudEvent(format!(
                     "attribute name `{}` is not 1 to 20 lowercase letters and digits",
                     truncate(key)
@@ -314,8 +318,8 @@ fn check_same_deployment(
 
 fn decode_parameter(param: &Obj<'_>) -> Result<Parameter, DecodeError> {
     let name = param.name("name")?;
-    let kind = param.string("kind", 1, 64)?;
-    let source = match kind.as_str() {
+    let kind = param.str("kind", 1, 64)?;
+    let source = match kind {
         "static" => ParameterSource::Static,
         "parameter-reference" => ParameterSource::ProvidedParameter {
             instance: param.instance_id("assembly")?,
@@ -340,12 +344,12 @@ fn decode_parameter(param: &Obj<'_>) -> Result<Parameter, DecodeError> {
 
 /// A JSON object being decoded, with its path for error messages.
 struct Obj<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Members<'a>,
     path: String,
 }
 
 impl<'a> Obj<'a> {
-    fn of(value: &'a Value, path: String) -> Result<Obj<'a>, DecodeError> {
+    fn of(value: &'a Json<'a>, path: String) -> Result<Obj<'a>, DecodeError> {
         match value.as_object() {
             Some(map) => Ok(Obj { map, path }),
             None => Err(DecodeError::InvalidField {
@@ -370,9 +374,9 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn get(&self, key: &str) -> Result<&'a Value, DecodeError> {
+    fn get(&self, key: &str) -> Result<&'a Json<'a>, DecodeError> {
         match self.map.get(key) {
-            None | Some(Value::Null) => Err(DecodeError::MissingField(self.path(key))),
+            None | Some(Json::Null) => Err(DecodeError::MissingField(self.path(key))),
             Some(v) => Ok(v),
         }
     }
@@ -381,8 +385,9 @@ impl<'a> Obj<'a> {
         Obj::of(self.get(key)?, self.path(key))
     }
 
-    fn string(&self, key: &str, min: usize, max: usize) -> Result<String, DecodeError> {
-        let Value::String(s) = self.get(key)? else {
+    /// A string of `min` to `max` characters, borrowed from the document.
+    fn str(&self, key: &str, min: usize, max: usize) -> Result<&'a str, DecodeError> {
+        let Json::String(s) = self.get(key)? else {
             return Err(self.invalid(key, "must be a string"));
         };
         let chars = s.chars().count();
@@ -392,24 +397,24 @@ impl<'a> Obj<'a> {
         if chars > max {
             return Err(self.invalid(key, &format!("is longer than {max} characters")));
         }
-        Ok(s.clone())
+        Ok(s)
     }
 
     /// Free text that will be shown in reports: bounded, no control characters.
     fn text(&self, key: &str, max: usize) -> Result<String, DecodeError> {
-        let s = self.string(key, 1, max)?;
+        let s = self.str(key, 1, max)?;
         if s.chars().any(is_refused_char) {
             return Err(self.invalid(
                 key,
                 "contains a refused character (a control character, U+FFFE or U+FFFF)",
             ));
         }
-        Ok(s)
+        Ok(s.to_owned())
     }
 
     fn optional_text(&self, key: &str, max: usize) -> Result<Option<String>, DecodeError> {
         match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Json::Null) => Ok(None),
             Some(_) => self.text(key, max).map(Some),
         }
     }
@@ -420,29 +425,29 @@ impl<'a> Obj<'a> {
         key: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, DecodeError> {
-        let Value::String(s) = self.get(key)? else {
+        let Json::String(s) = self.get(key)? else {
             return Err(self.invalid(key, "must be a string"));
         };
         parse(s).map_err(|problem| self.invalid(key, &problem))
     }
 
     fn name(&self, key: &str) -> Result<Name, DecodeError> {
-        let Value::String(s) = self.get(key)? else {
+        let Json::String(s) = self.get(key)? else {
             return Err(self.invalid(key, "must be a string"));
         };
         Name::parse(s).map_err(|problem| self.invalid(key, &problem))
     }
 
     fn instance_id(&self, key: &str) -> Result<InstanceId, DecodeError> {
-        let s = self.string(key, 0, 64)?;
-        InstanceId::parse(&s).map_err(|problem| self.invalid(key, &problem))
+        let s = self.str(key, 0, 64)?;
+        InstanceId::parse(s).map_err(|problem| self.invalid(key, &problem))
     }
 
     /// A deployment UUID, never the nil one (the event log keeps heartbeats
     /// under the nil UUID: a deployment there would share their range).
     fn deployment_id(&self, key: &str) -> Result<DeploymentId, DecodeError> {
-        let s = self.string(key, 0, 64)?;
-        let id = DeploymentId::parse(&s).map_err(|problem| self.invalid(key, &problem))?;
+        let s = self.str(key, 0, 64)?;
+        let id = DeploymentId::parse(s).map_err(|problem| self.invalid(key, &problem))?;
         if id == DeploymentId::from_bytes([0; 16]) {
             return Err(self.invalid(key, "is the nil UUID, which names no deployment"));
         }
@@ -451,14 +456,14 @@ impl<'a> Obj<'a> {
 
     /// An event time, not before [`EARLIEST_EVENT_TIME_SECONDS`].
     fn timestamp(&self, key: &str) -> Result<Timestamp, DecodeError> {
-        let s = self.string(key, 1, 64)?;
-        let time = Timestamp::parse_rfc3339(&s).map_err(|problem| self.invalid(key, &problem))?;
+        let s = self.str(key, 1, 64)?;
+        let time = Timestamp::parse_rfc3339(s).map_err(|problem| self.invalid(key, &problem))?;
         if time < Timestamp::from_unix_seconds(EARLIEST_EVENT_TIME_SECONDS) {
             return Err(self.invalid(
                 key,
                 &format!(
                     "`{}` is before 2000-01-01: is the config server's clock right?",
-                    truncate(&s)
+                    truncate(s)
                 ),
             ));
         }
@@ -481,8 +486,8 @@ impl<'a> Obj<'a> {
         key: &str,
         min: usize,
         max: usize,
-    ) -> Result<Vec<(String, &'a Value)>, DecodeError> {
-        let Value::Array(items) = self.get(key)? else {
+    ) -> Result<Vec<(String, &'a Json<'a>)>, DecodeError> {
+        let Json::Array(items) = self.get(key)? else {
             return Err(self.invalid(key, "must be an array"));
         };
         if items.len() < min {

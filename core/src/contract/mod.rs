@@ -5,6 +5,7 @@
 //!   deployment's event);
 //! - [`event_type`]: the eight types and their names;
 //! - [`decode`]: the only way in, strict, with precise errors;
+//! - `json`: the document decoded from, borrowed from the message body;
 //! - [`binary`]: binary content mode (attributes in message headers), turned
 //!   into the structured form and decoded the same way;
 //! - [`encode`]: the canonical JSON back out;
@@ -17,6 +18,7 @@ pub mod encode;
 pub mod error;
 pub mod event;
 pub mod event_type;
+mod json;
 pub mod trust;
 
 pub use binary::HeaderValue;
