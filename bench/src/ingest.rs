@@ -111,8 +111,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<IngestResult> {
     let watch = CpuWatch::start();
     let started = Instant::now();
     let mut service = Service::start(&ctx.binary, &data_dir, &ctx.url, &topology)?;
-    let perf = Perf::attach(ctx.perf_dir.as_deref(), service.pid(), "ingest-drain");
     service.wait_ready(Duration::from_secs(60))?;
+    // Once ready, when the writer and the AMQP threads exist: `perf record
+    // -p` samples only the threads there when it attaches (attached
+    // earlier, it missed the writer, more than half of the drain's CPU).
+    let perf = Perf::attach(ctx.perf_dir.as_deref(), service.pid(), "ingest-drain");
     let service_startup = started.elapsed();
     let mut client = Client::new(service.port);
     let timeout = Duration::from_secs(120).max(Duration::from_millis(count as u64));
