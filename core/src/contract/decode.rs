@@ -114,17 +114,19 @@ impl Event {
                 return Err(top.invalid("datacontenttype", "must be \"application/json\""));
             }
         }
-        for key in envelope.keys() {
-            let valid_extension = (1..=20).contains(&key.len())
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if !KNOWN_ATTRIBUTES.contains(&key) && !valid_extension {
-                return Err(DecodeError::NotCloudEvent(format!(
-                    "attribute name `{}` is not 1 to 20 lowercase letters and digits",
-                    truncate(key)
-                )));
-            }
+        let is_attribute_name = |key: &str| {
+            KNOWN_ATTRIBUTES.contains(&key)
+                || ((1..=20).contains(&key.len())
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        };
+        // Of several refused names, the first in byte order is named.
+        if let Some(key) = envelope.keys().filter(|k| !is_attribute_name(k)).min() {
+            return Err(DecodeError::NotCloudEvent(format!(
+                "attribute name `{}` is not 1 to 20 lowercase letters and digits",
+                truncate(key)
+            )));
         }
         let deployment_event = |decode: DataDecoder| -> Result<Event, DecodeError> {
             let deployment = top.deployment_id("deployment")?;
@@ -681,6 +683,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("data.deployment.uuid"));
+    }
+
+    /// Of several refused attribute names, the same one is named whatever
+    /// their order in the body: the first in byte order.
+    #[test]
+    fn of_several_refused_attribute_names_the_first_in_byte_order_is_named() {
+        let body = contacted().to_string();
+        let body = format!(r#"{{"Zed": 1, "Bad!": 2, {}"#, &body[1..]);
+        let err = Event::decode(body.as_bytes(), DEFAULT_MAX_EVENT_BYTES).unwrap_err();
+        assert!(err.to_string().contains("`Bad!`"), "{err}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            Event::from_value(&value).unwrap_err().to_string(),
+            err.to_string()
+        );
     }
 
     /// Found by `core/tests/fuzz.rs` and `api/tests/xml_safety.rs`: an

@@ -4,9 +4,9 @@
 //! copied each key and string and built a tree map per object, only for
 //! `decode` to read a few fields and copy them again.
 //!
-//! An object answers as a `serde_json::Map` would, so both decode the
-//! same documents the same way: a key given twice means its last value,
-//! and keys are listed once each, in byte order.
+//! An object answers `get` as a `serde_json::Map` would, so both decode
+//! the same documents the same way: a key given twice means its last
+//! value.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -106,12 +106,10 @@ impl<'a> Members<'a> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Each key once, in byte order.
+    /// Each key as given, in document order (a repeated one more than
+    /// once).
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
-        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_ref()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys.into_iter()
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 }
 
@@ -263,10 +261,11 @@ mod tests {
                 "{key}"
             );
         }
-        assert_eq!(
-            members.keys().collect::<Vec<_>>(),
-            map.keys().map(String::as_str).collect::<Vec<_>>()
-        );
+        let mut keys: Vec<&str> = members.keys().collect();
+        assert_eq!(keys, ["b", "a", "b", "c"], "as given");
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys, map.keys().map(String::as_str).collect::<Vec<_>>());
     }
 
     #[test]
