@@ -82,7 +82,7 @@ impl Xml {
     /// `<name>TIMESTAMP</name>`, only when there is one.
     pub fn time(&mut self, name: &str, time: Option<Timestamp>) -> &mut Self {
         if let Some(time) = time {
-            self.text(name, &time.to_rfc3339());
+            self.text(name, time.rfc3339().as_str());
         }
         self
     }
@@ -462,7 +462,7 @@ pub struct HistoryEvent<'a> {
 }
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
+    s.serialize_str(t.rfc3339().as_str())
 }
 
 impl<'a> HistoryEvent<'a> {
@@ -522,7 +522,7 @@ fn connected_word<S: serde::Serializer>(connected: &bool, s: S) -> Result<S::Ok,
 
 fn optional_rfc3339<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        Some(t) => s.serialize_str(t.rfc3339().as_str()),
         None => s.serialize_none(),
     }
 }

@@ -11,4 +11,4 @@ pub use duration::HumanDuration;
 pub use ids::{DeploymentId, EventId, InstanceId, Source, MAX_ID_CHARS};
 pub use status::{ConfigServerStatus, Status};
 pub use text::{is_refused_char, refused_char_problem, truncate, Name, MAX_NAME_CHARS};
-pub use time::Timestamp;
+pub use time::{Rfc3339, Timestamp};

@@ -59,7 +59,7 @@ impl ReportContext {
 
 pub(crate) fn rfc3339<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        Some(t) => s.serialize_str(t.rfc3339().as_str()),
         None => s.serialize_none(),
     }
 }
