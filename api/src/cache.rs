@@ -43,7 +43,8 @@ use std::sync::{Arc, Mutex};
 use audrey_core::domain::ConfigServerStatus;
 use audrey_core::projection::seconds_between;
 use audrey_core::query::{
-    span, BlockReason, BlockedOn, DeploymentReport, InstanceReport, ReportContext, ServiceReport,
+    ago_reads_the_same_for, BlockReason, BlockedOn, DeploymentReport, InstanceReport,
+    ReportContext, ServiceReport,
 };
 use audrey_core::{DeploymentId, InstanceId, Name, Status, Timestamp};
 
@@ -227,33 +228,11 @@ impl Validity {
     }
 
     /// Until when "… ago" of `t` (`just now`, `42 s ago`, `14 min ago`,
-    /// `3 h ago`, `2 d ago`) reads as it does at `now`. The words only
-    /// move forward as time passes, so the first instant they differ is
-    /// found by halving the interval: to the microsecond, then a
-    /// millisecond earlier (rounding of the sums never keeps it late).
+    /// `3 h ago`, `2 d ago`) reads as it does at `now`: a millisecond
+    /// before it may change, so that rounding of the sums never keeps it
+    /// a moment late.
     fn of_ago(t: Timestamp, now: Timestamp) -> Validity {
-        let words = |elapsed: f64| {
-            if elapsed < 1.0 {
-                "just now".to_owned()
-            } else {
-                span(elapsed)
-            }
-        };
-        let elapsed = seconds_between(t, now);
-        let shown = words(elapsed);
-        // The coarsest unit is the day: the words change within a day.
-        let (mut same, mut differs) = (0.0_f64, 86_400.0_f64);
-        if words(elapsed + differs) == shown {
-            return Validity::Now;
-        }
-        while differs - same > 1e-6 {
-            let mid = (same + differs) / 2.0;
-            if words(elapsed + mid) == shown {
-                same = mid;
-            } else {
-                differs = mid;
-            }
-        }
+        let same = ago_reads_the_same_for(seconds_between(t, now));
         Validity::Until(now.plus_seconds(same - 0.001))
     }
 }

@@ -419,12 +419,41 @@ fn longest_ended_run(members: &[InstanceState]) -> Option<f64> {
 
 /// `14 min ago`, `3 h ago`, `42 s ago`, `just now`.
 fn ago(t: Timestamp, now: Timestamp) -> String {
-    let seconds = seconds_between(t, now);
+    ago_of_seconds(seconds_between(t, now))
+}
+
+fn ago_of_seconds(seconds: f64) -> String {
     if seconds < 1.0 {
         "just now".into()
     } else {
         format!("{} ago", span(seconds))
     }
+}
+
+/// How many seconds from now "… ago" of something `elapsed` seconds back
+/// reads as it does now, at least: it reads the same for any elapsed time
+/// in `[elapsed, elapsed + returned)`. What a kept report's explanation
+/// is good for; worked out instead of searched, since each try formats
+/// the words (the search was 4 % of a deployment report's CPU,
+/// BENCHMARKS.md).
+pub fn ago_reads_the_same_for(elapsed: f64) -> f64 {
+    if elapsed < 1.0 {
+        return 1.0 - elapsed; // "just now"
+    }
+    // The unit `span` counts in, and where it moves to the next.
+    let (unit, next_unit_at) = if elapsed < 90.0 {
+        (1.0, 90.0)
+    } else if elapsed < 90.0 * 60.0 {
+        (60.0, 90.0 * 60.0)
+    } else if elapsed < 48.0 * 3600.0 {
+        (3600.0, 48.0 * 3600.0)
+    } else {
+        (86_400.0, f64::INFINITY)
+    };
+    // `{:.0}` rounds half to even: the count shown is `n` until the
+    // elapsed time in units passes `n + 0.5` (or reaches it, for odd `n`).
+    let shown = (elapsed / unit).round_ties_even();
+    ((shown + 0.5) * unit).min(next_unit_at) - elapsed
 }
 
 /// A span of seconds as people say it: `42 s`, `14 min`, `3 h`, `2 d`.
@@ -438,5 +467,51 @@ pub fn span(seconds: f64) -> String {
         format!("{:.0} h", s / 3600.0)
     } else {
         format!("{:.0} d", s / 86_400.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `elapsed` spread over every unit `span` uses, ties included.
+    fn elapsed_times() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -5.0..1.5f64,
+            0.0..200.0f64,
+            0.0..20_000.0f64,
+            0.0..400_000.0f64,
+            0.0..40_000_000.0f64,
+            (0u32..2_000).prop_map(|n| f64::from(n) / 2.0),
+            (0u32..2_000).prop_map(|n| f64::from(n) * 30.0),
+            (0u32..200).prop_map(|n| f64::from(n) * 1_800.0),
+            (0u32..200).prop_map(|n| f64::from(n) * 43_200.0),
+        ]
+    }
+
+    proptest! {
+        /// The words hold until a millisecond before the time given, and
+        /// have changed a millisecond after it: never kept too long, and
+        /// never thrown away much too soon.
+        #[test]
+        fn ago_reads_the_same_until_the_time_given(elapsed in elapsed_times()) {
+            let same = ago_reads_the_same_for(elapsed);
+            let shown = ago_of_seconds(elapsed);
+            // Zero at a tie that rounds down: the words change just after.
+            prop_assert!(same >= 0.0);
+            prop_assert_eq!(&ago_of_seconds(elapsed + same - 0.001), &shown);
+            prop_assert_ne!(&ago_of_seconds(elapsed + same + 0.001), &shown);
+        }
+    }
+
+    #[test]
+    fn ago_changes_where_people_would_say_it_differently() {
+        assert_eq!(ago_reads_the_same_for(0.25), 0.75); // "just now" until 1 s
+        assert_eq!(ago_reads_the_same_for(42.0), 0.5); // "42 s" until 42.5 s
+        assert_eq!(ago_reads_the_same_for(89.75), 0.25); // "90 s" until "2 min"
+        assert_eq!(ago_reads_the_same_for(14.0 * 60.0), 30.0); // "14 min"
+        assert_eq!(ago_reads_the_same_for(3.0 * 86_400.0), 43_200.0); // "3 d"
     }
 }

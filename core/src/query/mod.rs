@@ -11,7 +11,7 @@ mod report;
 
 use std::collections::HashMap;
 
-pub use blocker::span;
+pub use blocker::{ago_reads_the_same_for, span};
 pub use report::*;
 
 use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
