@@ -8,8 +8,10 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use audrey_core::query::{self, fingerprint, DeploymentFilter, DeploymentOrder};
 use audrey_core::rows::fnv1a;
+use audrey_core::rows::Deployment;
+use audrey_core::views::ViewRead;
 use audrey_core::{Status, Timestamp};
-use audrey_store::StoreError;
+use audrey_store::{Reader, StoreError};
 
 use crate::cache::{Key, Lookup, Rendered, Validity};
 use crate::routes::{Route, RouteError};
@@ -306,11 +308,8 @@ async fn compute(
     if let Some(key) = cache_key(route, format) {
         return cached(key, route, format, state).await;
     }
-    let inline = match route {
-        Route::Deployment(id) => is_small(state, *id),
-        _ => route.reads_a_few_rows(),
-    };
-    if inline {
+    // Deployment reports go through the cache (and see their size there).
+    if route.reads_a_few_rows() {
         // A handful of point reads, mostly from RocksDB's caches: cheaper
         // than the hop to the blocking pool and back.
         return run(route, query, format, state);
@@ -351,26 +350,34 @@ async fn cached(
     // The epoch before any read: whatever is read after holds every batch
     // applied up to it.
     let epoch = state.store.writes();
+    // The watermark before the report's snapshot: a report is at least as
+    // fresh as its as-of.
+    let as_of = state
+        .reports
+        .as_of(epoch, || state.store.reader().as_of())?;
     let stale = match state.reports.get(&key, epoch, Timestamp::now()) {
-        Lookup::Hit(rendered) => {
-            let as_of = state
-                .reports
-                .as_of(epoch, || state.store.reader().as_of())?;
-            return Ok(answer_of(&rendered, format, as_of));
-        }
+        Lookup::Hit(rendered) => return Ok(answer_of(&rendered, format, as_of)),
         Lookup::Stale(rendered, validity) => Some((rendered, validity)),
         Lookup::Miss => None,
     };
-    let inline = match route {
-        Route::Deployment(id) => is_small(state, *id),
-        _ => true,
+    // A deployment's row says how large its report is: read once, on the
+    // snapshot the report is then built from here (one view of the store).
+    let (inline, read) = match route {
+        Route::Deployment(id) => {
+            let reader = state.store.reader();
+            match reader.deployment(*id)? {
+                Some(row) if is_small(Some(&row)) => (true, Some((reader, row))),
+                _ => (false, None),
+            }
+        }
+        _ => (true, None),
     };
-    let (rendered, validity, as_of) = if inline {
-        render_report(route, format, state, epoch, stale)?
+    let (rendered, validity) = if inline {
+        render_report(route, format, state, stale, read)?
     } else {
         let state = Arc::clone(state);
         let route = route.clone();
-        tokio::task::spawn_blocking(move || render_report(&route, format, &state, epoch, stale))
+        tokio::task::spawn_blocking(move || render_report(&route, format, &state, stale, None))
             .await
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "a request handler panicked");
@@ -395,31 +402,32 @@ fn answer_of(rendered: &Rendered, format: Format, as_of: Option<Timestamp>) -> A
     }
 }
 
-/// A rendered report, until when it reads the same, and the watermark.
-type RenderedReport = (Arc<Rendered>, Validity, Option<Timestamp>);
-
 /// Computes a deployment, instance or service report on a fresh snapshot
 /// and renders it, unless `stale` (kept from an older epoch) shows the
-/// same state: then its rendering is reused. With the watermark of
-/// `epoch`, read before the report (a report is at least as fresh as its
-/// as-of), and until when it reads the same.
-fn render_report(
+/// same state: then its rendering is reused. With until when it reads
+/// the same. `read`: a snapshot taken after the as-of was read and the
+/// deployment's row read from it (to see the report's size), which the
+/// report is built from instead of reading the row again.
+fn render_report<'s>(
     route: &Route,
     format: Format,
-    state: &ApiState,
-    epoch: u64,
+    state: &'s ApiState,
     stale: Option<(Arc<Rendered>, Validity)>,
-) -> Result<RenderedReport, ApiError> {
-    let as_of = state
-        .reports
-        .as_of(epoch, || state.store.reader().as_of())?;
+    read: Option<(Reader<'s>, Deployment)>,
+) -> Result<(Arc<Rendered>, Validity), ApiError> {
     let ctx = state.report_context();
-    let reader = state.store.reader();
+    let (reader, deployment) = match read {
+        Some((reader, row)) => (reader, Some(row)),
+        None => (state.store.reader(), None),
+    };
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
     let (rendered, validity) = match route {
         Route::Deployment(id) => {
-            let r = query::deployment_report(&reader, *id, &ctx)?
-                .ok_or_else(|| not_found(format!("no deployment {id}")))?;
+            let r = match deployment {
+                Some(row) => query::deployment_report_of(&reader, row, &ctx)?,
+                None => query::deployment_report(&reader, *id, &ctx)?,
+            }
+            .ok_or_else(|| not_found(format!("no deployment {id}")))?;
             let validity = Validity::of_deployment(&r, &ctx);
             finish(&r, validity, xml::deployment, format, stale, ctx.now)
         }
@@ -437,7 +445,7 @@ fn render_report(
         }
         _ => unreachable!("only reports the cache keeps come here"),
     };
-    Ok((rendered, validity, as_of))
+    Ok((rendered, validity))
 }
 
 /// Renders a report in `format` with its ETag; or reuses `stale` when it
@@ -491,14 +499,10 @@ fn report_etag(state: u64, format: Format) -> String {
 /// requests (and the consumer) sharing that worker thread.
 const INLINE_DEPLOYMENT_INSTANCES: i64 = 64;
 
-/// Whether a deployment is small enough to report inline (one cached row
-/// read). Unknown or unreadable: no, the blocking pool answers.
-fn is_small(state: &ApiState, id: audrey_core::DeploymentId) -> bool {
-    use audrey_core::views::ViewRead;
-    matches!(
-        state.store.reader().deployment(id),
-        Ok(Some(d)) if d.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES
-    )
+/// Whether a deployment is small enough to report inline, by its row.
+/// Unknown: no, the blocking pool answers.
+fn is_small(row: Option<&Deployment>) -> bool {
+    row.is_some_and(|d| d.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES)
 }
 
 /// Runs the query for a route on a fresh snapshot and renders it.
@@ -1104,12 +1108,12 @@ mod tests {
         store.apply_batch(&large).unwrap();
         let state = ApiState::new(store, Arc::new(Metrics::new()), ApiSettings::default());
 
+        let row = |id| state.store.reader().deployment(id).unwrap();
         assert!(is_small(
-            &state,
-            audrey_core::DeploymentId::parse(BLOG).unwrap()
+            row(audrey_core::DeploymentId::parse(BLOG).unwrap()).as_ref()
         ));
-        assert!(!is_small(&state, large[0].deployment().unwrap()));
+        assert!(!is_small(row(large[0].deployment().unwrap()).as_ref()));
         let unknown = audrey_core::DeploymentId::from_bytes([7; 16]);
-        assert!(!is_small(&state, unknown));
+        assert!(!is_small(row(unknown).as_ref()));
     }
 }

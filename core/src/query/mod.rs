@@ -15,7 +15,7 @@ pub use blocker::{ago_reads_the_same_for, span};
 pub use report::*;
 
 use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
-use crate::rows::{Counts, Instance, Service};
+use crate::rows::{Counts, Deployment, Instance, Service};
 use crate::views::{ListDeployments, ViewRead};
 
 /// One page of the deployments list, in uuid order. Counting a status comes
@@ -180,9 +180,24 @@ pub fn deployment_report<V: ViewRead>(
     id: DeploymentId,
     ctx: &ReportContext,
 ) -> Result<Option<DeploymentReport>, V::Error> {
-    let Some(d) = views.deployment(id)?.filter(|d| d.deleted.is_none()) else {
+    match views.deployment(id)? {
+        Some(d) => deployment_report_of(views, d, ctx),
+        None => Ok(None),
+    }
+}
+
+/// [`deployment_report`] of a deployment row its caller has read from
+/// `views` already (to see how large the report is), so that it is not
+/// read again; `None` when deleted.
+pub fn deployment_report_of<V: ViewRead>(
+    views: &V,
+    d: Deployment,
+    ctx: &ReportContext,
+) -> Result<Option<DeploymentReport>, V::Error> {
+    if d.deleted.is_some() {
         return Ok(None);
-    };
+    }
+    let id = d.uuid;
     let mut members = views.instances(&views.deployment_instances(id)?)?;
     // Instances another deployment owns are that deployment's.
     members.retain(|s| s.instance.deployment == id);
