@@ -430,6 +430,50 @@ fn ago_of_seconds(seconds: f64) -> String {
     }
 }
 
+/// The units a span of seconds is said in, smallest first: each is used
+/// below the limit beside it, so `span` and `ago_reads_the_same_for` read
+/// one table and cannot disagree on where the words change unit.
+const SPAN_UNITS: [SpanUnit; 4] = [
+    SpanUnit {
+        seconds: 1.0,
+        used_below: 90.0,
+        suffix: "s",
+    },
+    SpanUnit {
+        seconds: 60.0,
+        used_below: 90.0 * 60.0,
+        suffix: "min",
+    },
+    SpanUnit {
+        seconds: 3600.0,
+        used_below: 48.0 * 3600.0,
+        suffix: "h",
+    },
+    SpanUnit {
+        seconds: 86_400.0,
+        used_below: f64::INFINITY,
+        suffix: "d",
+    },
+];
+
+/// One unit of `SPAN_UNITS`.
+struct SpanUnit {
+    /// How many seconds one of it is.
+    seconds: f64,
+    /// The span, in seconds, from which the next unit is used instead.
+    used_below: f64,
+    /// What follows the count: `42 s`, `14 min`.
+    suffix: &'static str,
+}
+
+/// The unit a span of `seconds` (not negative) is said in.
+fn span_unit(seconds: f64) -> &'static SpanUnit {
+    SPAN_UNITS
+        .iter()
+        .find(|unit| seconds < unit.used_below)
+        .unwrap_or(&SPAN_UNITS[SPAN_UNITS.len() - 1])
+}
+
 /// How many seconds from now "… ago" of something `elapsed` seconds back
 /// reads as it does now, at least: it reads the same for any elapsed time
 /// in `[elapsed, elapsed + returned)`. What a kept report's explanation
@@ -440,34 +484,18 @@ pub fn ago_reads_the_same_for(elapsed: f64) -> f64 {
     if elapsed < 1.0 {
         return 1.0 - elapsed; // "just now"
     }
-    // The unit `span` counts in, and where it moves to the next.
-    let (unit, next_unit_at) = if elapsed < 90.0 {
-        (1.0, 90.0)
-    } else if elapsed < 90.0 * 60.0 {
-        (60.0, 90.0 * 60.0)
-    } else if elapsed < 48.0 * 3600.0 {
-        (3600.0, 48.0 * 3600.0)
-    } else {
-        (86_400.0, f64::INFINITY)
-    };
+    let unit = span_unit(elapsed);
     // `{:.0}` rounds half to even: the count shown is `n` until the
     // elapsed time in units passes `n + 0.5` (or reaches it, for odd `n`).
-    let shown = (elapsed / unit).round_ties_even();
-    ((shown + 0.5) * unit).min(next_unit_at) - elapsed
+    let shown = (elapsed / unit.seconds).round_ties_even();
+    ((shown + 0.5) * unit.seconds).min(unit.used_below) - elapsed
 }
 
 /// A span of seconds as people say it: `42 s`, `14 min`, `3 h`, `2 d`.
 pub fn span(seconds: f64) -> String {
     let s = seconds.max(0.0);
-    if s < 90.0 {
-        format!("{s:.0} s")
-    } else if s < 90.0 * 60.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s < 48.0 * 3600.0 {
-        format!("{:.0} h", s / 3600.0)
-    } else {
-        format!("{:.0} d", s / 86_400.0)
-    }
+    let unit = span_unit(s);
+    format!("{:.0} {}", s / unit.seconds, unit.suffix)
 }
 
 #[cfg(test)]
