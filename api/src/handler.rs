@@ -10,7 +10,7 @@ use audrey_core::query::{self, fingerprint, DeploymentFilter, DeploymentOrder};
 use audrey_core::rows::fnv1a;
 use audrey_core::rows::Deployment;
 use audrey_core::views::ViewRead;
-use audrey_core::{Status, Timestamp};
+use audrey_core::{DeploymentId, Status, Timestamp};
 use audrey_store::{Reader, StoreError};
 
 use crate::cache::{Key, Lookup, Rendered, Validity};
@@ -362,12 +362,14 @@ async fn cached(
     };
     // A deployment's row says how large its report is: read once, on the
     // snapshot the report is then built from here (one view of the store).
+    // No row: the 404 is answered from that read, here.
     let (inline, read) = match route {
         Route::Deployment(id) => {
             let reader = state.store.reader();
             match reader.deployment(*id)? {
-                Some(row) if is_small(Some(&row)) => (true, Some((reader, row))),
-                _ => (false, None),
+                Some(row) if is_small(&row) => (true, Some((reader, row))),
+                Some(_) => (false, None),
+                None => return Err(no_deployment(*id)),
             }
         }
         _ => (true, None),
@@ -427,7 +429,7 @@ fn render_report<'s>(
                 Some(row) => query::deployment_report_of(&reader, row, &ctx)?,
                 None => query::deployment_report(&reader, *id, &ctx)?,
             }
-            .ok_or_else(|| not_found(format!("no deployment {id}")))?;
+            .ok_or_else(|| no_deployment(*id))?;
             let validity = Validity::of_deployment(&r, &ctx);
             finish(&r, validity, xml::deployment, format, stale, ctx.now)
         }
@@ -500,9 +502,13 @@ fn report_etag(state: u64, format: Format) -> String {
 const INLINE_DEPLOYMENT_INSTANCES: i64 = 64;
 
 /// Whether a deployment is small enough to report inline, by its row.
-/// Unknown: no, the blocking pool answers.
-fn is_small(row: Option<&Deployment>) -> bool {
-    row.is_some_and(|d| d.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES)
+fn is_small(row: &Deployment) -> bool {
+    row.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES
+}
+
+/// The 404 of a deployment the store does not hold.
+fn no_deployment(id: DeploymentId) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no deployment {id}"))
 }
 
 /// Runs the query for a route on a fresh snapshot and renders it.
@@ -541,7 +547,7 @@ fn run(route: &Route, query: &str, format: Format, state: &ApiState) -> Result<A
         Route::DeploymentEvents(id) => {
             let known = store.reader().deployment_exists(*id)?;
             if !known {
-                return Err(not_found(format!("no deployment {id}")));
+                return Err(no_deployment(*id));
             }
             let (offset, limit) = paging(query)?;
             let page = store.history(*id, None, offset, limit)?;
@@ -1108,12 +1114,35 @@ mod tests {
         store.apply_batch(&large).unwrap();
         let state = ApiState::new(store, Arc::new(Metrics::new()), ApiSettings::default());
 
-        let row = |id| state.store.reader().deployment(id).unwrap();
-        assert!(is_small(
-            row(audrey_core::DeploymentId::parse(BLOG).unwrap()).as_ref()
+        let row = |id| state.store.reader().deployment(id).unwrap().unwrap();
+        assert!(is_small(&row(DeploymentId::parse(BLOG).unwrap())));
+        assert!(!is_small(&row(large[0].deployment().unwrap())));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_deployment_is_a_404_and_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let state = Arc::new(ApiState::new(
+            store,
+            Arc::new(Metrics::new()),
+            ApiSettings::default(),
         ));
-        assert!(!is_small(row(large[0].deployment().unwrap()).as_ref()));
-        let unknown = audrey_core::DeploymentId::from_bytes([7; 16]);
-        assert!(!is_small(row(unknown).as_ref()));
+        let blog = DeploymentId::parse(BLOG).unwrap();
+        let route = Route::Deployment(blog);
+        for _ in 0..2 {
+            let Err(e) = compute(&route, "", Format::Xml, &state).await else {
+                panic!("a report of a deployment the store does not hold");
+            };
+            assert_eq!(e.status, StatusCode::NOT_FOUND);
+            assert_eq!(e.message, format!("no deployment {blog}"));
+        }
+        // Once it arrives, its report is served, not a kept 404.
+        state
+            .store
+            .apply_batch(&blog_registered(&mut DeploymentScript::new(BLOG)))
+            .unwrap();
+        let answer = compute(&route, "", Format::Xml, &state).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
     }
 }
