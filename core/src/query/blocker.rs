@@ -466,7 +466,8 @@ struct SpanUnit {
     suffix: &'static str,
 }
 
-/// The unit a span of `seconds` (not negative) is said in.
+/// The unit a span of `seconds` (not negative) is said in. The last unit
+/// has no limit; a NaN, below none, is said in it too.
 fn span_unit(seconds: f64) -> &'static SpanUnit {
     SPAN_UNITS
         .iter()
