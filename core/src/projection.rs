@@ -138,16 +138,25 @@ fn apply_deployment_event<V: ViewWrite>(
             p.register_deployment(deployment, stamp, instances)?
         }
         EventData::InstanceContacted { instance, .. } => {
-            p.update_instance(*instance, named, |s| touch(s, time))?;
+            p.update_instance(*instance, named, |s| {
+                touch(s, time);
+                Changed::Progress
+            })?;
         }
         EventData::ConfigurationStarted { instance, service } => {
             p.update_instance(*instance, named, |s| {
                 touch(s, time);
+                let known = s.services.contains_key(service);
                 let row = s
                     .services
                     .entry(service.clone())
                     .or_insert_with(|| Service::new(*instance, service.clone()));
                 row.started = row.started.max(Some(stamp));
+                if known {
+                    Changed::Progress
+                } else {
+                    Changed::More
+                }
             })?;
         }
         EventData::ConfigurationEnded {
@@ -157,13 +166,22 @@ fn apply_deployment_event<V: ViewWrite>(
         } => {
             p.update_instance(*instance, named, |s| {
                 touch(s, time);
-                s.instance.ended_services.insert(service.clone());
+                let known =
+                    s.services.contains_key(service) && s.instance.ended_services.contains(service);
+                if !known {
+                    s.instance.ended_services.insert(service.clone());
+                }
                 let row = s
                     .services
                     .entry(service.clone())
                     .or_insert_with(|| Service::new(*instance, service.clone()));
                 if row.ended.is_none_or(|(known, _)| stamp > known) {
                     row.ended = Some((stamp, *return_code));
+                }
+                if known {
+                    Changed::Progress
+                } else {
+                    Changed::More
                 }
             })?;
         }
@@ -177,6 +195,7 @@ fn apply_deployment_event<V: ViewWrite>(
                     let at = s.instance.provided.entry(name.clone()).or_insert(time);
                     *at = (*at).min(time);
                 }
+                Changed::More
             })?;
         }
         EventData::DeploymentDeleted => p.delete_deployment(deployment, time)?,
@@ -194,6 +213,18 @@ fn apply_deployment_event<V: ViewWrite>(
     }
     p.finish()?;
     Ok(effect)
+}
+
+/// What an update changed of the claim it was given: the store writes an
+/// instance whose progress alone changed without encoding the rest (a
+/// batch spread over a large deployment does that for most of its
+/// instances).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    /// At most its progress (see `InstanceState::without_progress`).
+    Progress,
+    /// Possibly more.
+    More,
 }
 
 /// Any agent request (and a configuration start or end, or provided
@@ -382,7 +413,7 @@ impl<V: ViewWrite> Projector<'_, V> {
         &mut self,
         id: InstanceId,
         whose: Whose,
-        f: impl FnOnce(&mut InstanceState),
+        f: impl FnOnce(&mut InstanceState) -> Changed,
     ) -> Result<bool, V::Error> {
         let state = self.views.take_instance(id)?;
         let before = state.as_ref().map(Contribution::of);
@@ -402,19 +433,32 @@ impl<V: ViewWrite> Projector<'_, V> {
             }
             return Ok(false);
         }
+        // Only a claim that already owns the instance alone, with facts,
+        // can change by its progress alone: a new claim, another one, or
+        // a change of owner changes more (and an owner with facts keeps
+        // them: facts only grow with progress, so ownership stays).
+        let owner_alone = state.as_ref().is_some_and(|s| {
+            s.instance.deployment == target && s.other_claims.is_empty() && s.has_facts()
+        });
         let mut state = state.unwrap_or_else(|| InstanceState::new(id, target));
         let claim = state.claim_mut(target);
+        let claimed_before = claim.instance.claimed;
         if let Some(stamp) = named_at {
             let claimed = &mut claim.instance.claimed;
             *claimed = Some(claimed.map_or(stamp, |c| c.min(stamp)));
         }
         let before_runs = runs(claim);
         let was_completed = claim.instance.completed.is_some();
-        f(claim);
+        let changed = f(claim);
         refresh(claim);
         note_completions(claim, &before_runs, was_completed, self.completions);
+        let changed = if owner_alone && claim.instance.claimed == claimed_before {
+            changed
+        } else {
+            Changed::More
+        };
         state.settle_ownership();
-        self.commit_instance(id, before, Some(state))?;
+        self.commit_instance(id, before, Some(state), changed)?;
         Ok(true)
     }
 
@@ -428,6 +472,7 @@ impl<V: ViewWrite> Projector<'_, V> {
         id: InstanceId,
         before: Option<Contribution>,
         after: Option<InstanceState>,
+        changed: Changed,
     ) -> Result<(), V::Error> {
         // References by (source, what they await, where they come from).
         let mut delta: BTreeMap<(InstanceId, Awaited, DeploymentId), i64> = BTreeMap::new();
@@ -445,7 +490,10 @@ impl<V: ViewWrite> Projector<'_, V> {
                 for (source, awaited) in now.references {
                     *delta.entry((source, awaited, now.owner)).or_default() += 1;
                 }
-                self.views.put_instance(state)?;
+                match changed {
+                    Changed::Progress => self.views.put_instance_progress(state)?,
+                    Changed::More => self.views.put_instance(state)?,
+                }
             }
             None => {
                 self.owners.insert(id, None);
@@ -475,6 +523,7 @@ impl<V: ViewWrite> Projector<'_, V> {
                     add_count(&mut i.dependents, awaited, n);
                     add_count(&mut i.waiting_deployments, from, n);
                 }
+                Changed::More
             })?;
         }
         Ok(())
@@ -498,6 +547,7 @@ impl<V: ViewWrite> Projector<'_, V> {
         let first_registered = |state: &mut InstanceState| {
             let first = &mut state.instance.first_registered;
             *first = Some(first.map_or(stamp, |f| f.min(stamp)));
+            Changed::More
         };
         let known = self.views.instance(id)?;
         let claim = known.as_ref().and_then(|s| s.claim(deployment));
@@ -534,6 +584,7 @@ impl<V: ViewWrite> Projector<'_, V> {
             state
                 .services
                 .retain(|_, s| s.is_configured() || s.started.is_some() || s.ended.is_some());
+            Changed::More
         })?;
         Ok(())
     }
@@ -562,11 +613,17 @@ impl<V: ViewWrite> Projector<'_, V> {
         };
         for id in self.views.deployment_instances(deployment)? {
             if !listed.contains(&id) {
-                self.update_instance(id, claim, |s| s.instance.expected = false)?;
+                self.update_instance(id, claim, |s| {
+                    s.instance.expected = false;
+                    Changed::More
+                })?;
             }
         }
         for id in listed {
-            self.update_instance(id, claim, |s| s.instance.expected = true)?;
+            self.update_instance(id, claim, |s| {
+                s.instance.expected = true;
+                Changed::More
+            })?;
         }
         Ok(())
     }
@@ -585,7 +642,7 @@ impl<V: ViewWrite> Projector<'_, V> {
             };
             let before = Contribution::of(&state);
             let rest = state.without_claim(deployment);
-            self.commit_instance(id, Some(before), rest)?;
+            self.commit_instance(id, Some(before), rest, Changed::More)?;
         }
         // A bare tombstone: what it looked like before depends on which
         // events arrived before the deletion, so none of it is kept.

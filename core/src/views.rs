@@ -54,6 +54,15 @@ pub trait ViewWrite: ViewRead {
     fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, Self::Error> {
         self.instance(id)
     }
+    /// Puts back an instance taken with
+    /// [`take_instance`](Self::take_instance) that differs from what was
+    /// taken only in its progress (see `InstanceState::without_progress`):
+    /// a store may then write the progress alone, without encoding the
+    /// rest. Anything else goes back through
+    /// [`put_instance`](Self::put_instance).
+    fn put_instance_progress(&mut self, state: InstanceState) -> Result<(), Self::Error> {
+        self.put_instance(state)
+    }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), Self::Error>;
     fn put_config_server(&mut self, row: ConfigServer) -> Result<(), Self::Error>;
     fn put_counts(&mut self, counts: Counts) -> Result<(), Self::Error>;

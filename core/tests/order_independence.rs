@@ -2,9 +2,17 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+
 use audrey_core::memory::MemoryViews;
+use audrey_core::projection;
+use audrey_core::rows::{ConfigServer, Counts, Deployment, InstanceState};
 use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
-use audrey_core::{DeploymentEvent, Event, EventId, Timestamp};
+use audrey_core::views::{ViewRead, ViewWrite};
+use audrey_core::{
+    DeploymentEvent, DeploymentId, Event, EventData, EventId, InstanceId, Timestamp,
+};
 use proptest::prelude::*;
 
 /// Several realistic deployments from two config servers, sometimes with
@@ -103,7 +111,9 @@ proptest! {
             }
         }
         rng.shuffle(&mut shuffled);
-        let actual = MemoryViews::from_events(&shuffled);
+        // Applied through views that check what is put back as progress
+        // alone (`ProgressChecked`).
+        let actual = ProgressChecked::from_events(&shuffled).views;
         common::assert_well_formed(&actual);
         // Row by row first: a difference names its row.
         for (id, row) in &expected.deployments {
@@ -115,6 +125,129 @@ proptest! {
         prop_assert_eq!(&actual, &expected);
         prop_assert_eq!(actual.counts, common::recount(&actual));
     }
+}
+
+/// Views in memory that hold the projection to its word: an instance put
+/// back as progress alone differs from the instance taken only in its
+/// progress (the store then writes the progress alone and keeps the rest
+/// as stored). Whatever the order, duplicates, deletions and clashing
+/// claims (the proptest above applies its shuffled streams through it).
+#[derive(Default)]
+struct ProgressChecked {
+    views: MemoryViews,
+    /// Each instance taken and not yet put back, as it was taken.
+    taken: HashMap<InstanceId, InstanceState>,
+    progress_puts: usize,
+}
+
+impl ViewRead for ProgressChecked {
+    type Error = Infallible;
+    fn deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, Infallible> {
+        self.views.deployment(id)
+    }
+    fn instance(&self, id: InstanceId) -> Result<Option<InstanceState>, Infallible> {
+        self.views.instance(id)
+    }
+    fn deployment_instances(&self, id: DeploymentId) -> Result<Vec<InstanceId>, Infallible> {
+        self.views.deployment_instances(id)
+    }
+    fn config_server(&self, source: &str) -> Result<Option<ConfigServer>, Infallible> {
+        self.views.config_server(source)
+    }
+    fn config_servers(&self) -> Result<Vec<ConfigServer>, Infallible> {
+        self.views.config_servers()
+    }
+    fn counts(&self) -> Result<Counts, Infallible> {
+        self.views.counts()
+    }
+}
+
+impl ViewWrite for ProgressChecked {
+    fn put_deployment(&mut self, row: Deployment) -> Result<(), Infallible> {
+        self.views.put_deployment(row)
+    }
+    fn take_instance(&mut self, id: InstanceId) -> Result<Option<InstanceState>, Infallible> {
+        let state = self.views.instance(id)?;
+        match &state {
+            Some(state) => self.taken.insert(id, state.clone()),
+            None => self.taken.remove(&id),
+        };
+        Ok(state)
+    }
+    fn put_instance(&mut self, state: InstanceState) -> Result<(), Infallible> {
+        self.taken.remove(&state.instance.uuid);
+        self.views.put_instance(state)
+    }
+    fn put_instance_progress(&mut self, state: InstanceState) -> Result<(), Infallible> {
+        let id = state.instance.uuid;
+        let taken = self
+            .taken
+            .remove(&id)
+            .unwrap_or_else(|| panic!("{id} put back as progress but not taken"));
+        assert_eq!(
+            state.without_progress(),
+            taken.without_progress(),
+            "{id}: put back as progress alone, but more changed"
+        );
+        self.progress_puts += 1;
+        self.views.put_instance(state)
+    }
+    fn delete_instance(&mut self, id: InstanceId) -> Result<(), Infallible> {
+        self.taken.remove(&id);
+        self.views.delete_instance(id)
+    }
+    fn put_config_server(&mut self, row: ConfigServer) -> Result<(), Infallible> {
+        self.views.put_config_server(row)
+    }
+    fn put_counts(&mut self, counts: Counts) -> Result<(), Infallible> {
+        self.views.put_counts(counts)
+    }
+}
+
+impl ProgressChecked {
+    fn from_events(events: &[Event]) -> Self {
+        let mut checked = ProgressChecked::default();
+        for event in events {
+            let Ok(_) = projection::apply(&mut checked, event);
+        }
+        checked
+    }
+}
+
+/// In the order a config server sees them, contacts, starts and ends come
+/// after their instance's registration and are put back as progress alone
+/// (what makes the store's cheaper write worth having), all but the first
+/// end of each service, which notes the service among those that ended
+/// (what a reference on its return code waits for).
+#[test]
+fn contacts_starts_and_ends_in_order_are_progress() {
+    let shape = Shape {
+        instances: 5,
+        services_per_instance: 3,
+        failure_rate: 0.2,
+        ..Shape::default()
+    };
+    let events = stream(11, 3, &shape, false, false);
+    let progress_kinds = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.as_deployment_event().map(|e| &e.data),
+                Some(
+                    EventData::InstanceContacted { .. }
+                        | EventData::ConfigurationStarted { .. }
+                        | EventData::ConfigurationEnded { .. }
+                )
+            )
+        })
+        .count();
+    let checked = ProgressChecked::from_events(&events);
+    assert!(
+        checked.progress_puts * 3 >= progress_kinds * 2,
+        "{} of {progress_kinds} put back as progress",
+        checked.progress_puts
+    );
+    assert_eq!(checked.views, MemoryViews::from_events(&events));
 }
 
 #[test]

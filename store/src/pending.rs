@@ -4,7 +4,7 @@
 //! deletes, each row once, with the indexes kept in step.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
@@ -16,7 +16,9 @@ use crate::db::{
     Db, CF_CONFIG_SERVERS, CF_DEPLOYMENTS, CF_DEPLOYMENT_STATUS, CF_INSTANCES, CF_MEMBERS, CF_META,
 };
 use crate::error::StoreError;
-use crate::instance_parts::{instance_write, InstanceWrite, StoredInstance, StoredRow};
+use crate::instance_parts::{
+    instance_write, progress_write, InstanceWrite, StoredInstance, StoredRow,
+};
 use crate::keys::{member_key, status_key, KEY_COUNTS};
 use crate::raw::{
     read_config_server, read_config_servers, read_counts, read_deployment, read_members,
@@ -35,6 +37,10 @@ pub(crate) struct Pending<'s> {
     deployments: HashMap<DeploymentId, Deployment>,
     /// Instances written by this batch (`None`: deleted in it).
     instances: HashMap<InstanceId, Option<InstanceState>>,
+    /// Instances put back by this batch with more than their progress
+    /// changed ([`ViewWrite::put_instance`]): the others among those taken
+    /// keep their stored stable part, written without encoding it.
+    more_than_progress: HashSet<InstanceId>,
     /// Config servers written by this batch.
     config_servers: HashMap<Source, ConfigServer>,
     /// The global counts, once this batch changed them.
@@ -83,6 +89,7 @@ impl<'s> Pending<'s> {
             scanners: Scanners::new(),
             deployments: HashMap::new(),
             instances: HashMap::new(),
+            more_than_progress: HashSet::new(),
             config_servers: HashMap::new(),
             counts: None,
             committed_deployments: RefCell::new(HashMap::new()),
@@ -203,7 +210,9 @@ impl<'s> Pending<'s> {
             };
             // A row handed over is written back whether it changed or not:
             // comparing would need the copy that handing over saves. Its
-            // stable part is compared by its bytes.
+            // stable part is compared by its bytes, unless only its
+            // progress changed.
+            let progress_only = taken.is_some() && !self.more_than_progress.contains(id);
             let (was, row_before) = match taken {
                 Some((claims, row)) => (claims, Some(row)),
                 None => {
@@ -231,7 +240,10 @@ impl<'s> Pending<'s> {
             let key = || id.as_bytes().to_vec();
             match state {
                 Some(state) => {
-                    let (write, row) = instance_write(row_before.as_ref(), state);
+                    let (write, row) = match row_before {
+                        Some(before) if progress_only => progress_write(before, state),
+                        before => instance_write(before.as_ref(), state),
+                    };
                     match write {
                         InstanceWrite::Whole(row) => batch.put(CF_INSTANCES, key(), row),
                         InstanceWrite::Progress(operand) => {
@@ -325,6 +337,11 @@ impl ViewWrite for Pending<'_> {
         Ok(())
     }
     fn put_instance(&mut self, state: InstanceState) -> Result<(), StoreError> {
+        self.more_than_progress.insert(state.instance.uuid);
+        self.instances.insert(state.instance.uuid, Some(state));
+        Ok(())
+    }
+    fn put_instance_progress(&mut self, state: InstanceState) -> Result<(), StoreError> {
         self.instances.insert(state.instance.uuid, Some(state));
         Ok(())
     }
@@ -339,6 +356,7 @@ impl ViewWrite for Pending<'_> {
         }
     }
     fn delete_instance(&mut self, id: InstanceId) -> Result<(), StoreError> {
+        self.more_than_progress.insert(id);
         self.instances.insert(id, None);
         Ok(())
     }
@@ -402,11 +420,26 @@ mod tests {
         recent: &mut RecentInstances,
         change: impl FnOnce(&mut InstanceState),
     ) -> Vec<Kind> {
+        write_as(db, recent, change, false)
+    }
+
+    /// [`write`], the instance put back as progress alone when
+    /// `as_progress`.
+    fn write_as(
+        db: &Db,
+        recent: &mut RecentInstances,
+        change: impl FnOnce(&mut InstanceState),
+        as_progress: bool,
+    ) -> Vec<Kind> {
         let id = instance().instance.uuid;
         let mut pending = Pending::new(db, std::mem::take(recent));
         let mut state = pending.take_instance(id).unwrap().unwrap_or_else(instance);
         change(&mut state);
-        pending.put_instance(state).unwrap();
+        if as_progress {
+            pending.put_instance_progress(state).unwrap();
+        } else {
+            pending.put_instance(state).unwrap();
+        }
         let mut writes = SortedWrites::default();
         pending.write_into(&mut writes).unwrap();
         let kinds = writes
@@ -481,5 +514,50 @@ mod tests {
         drop(db);
         let db = Db::open(dir.path(), false).unwrap();
         assert_eq!(read(&db), vec![expected], "reopened");
+    }
+
+    /// An instance put back as progress alone is written as comparing its
+    /// stable part would write it, without encoding that part: progress
+    /// operands, a whole row every [`MAX_PROGRESS_OPERANDS`] + 1 writes
+    /// and over a row read back from the store, and the row reads back
+    /// whole, before and after a compaction.
+    #[test]
+    fn progress_put_back_is_written_as_comparing_would_write_it() {
+        use crate::instance_parts::MAX_PROGRESS_OPERANDS;
+        let written = |as_progress: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(dir.path(), true).unwrap();
+            let mut recent = RecentInstances::default();
+            let mut kinds = write(&db, &mut recent, |_| {});
+            for second in 1..=2 * i64::from(MAX_PROGRESS_OPERANDS) + 4 {
+                if second == 5 {
+                    recent = RecentInstances::default();
+                }
+                let contacted = Some(Timestamp::from_unix_seconds(second));
+                let contact = |s: &mut InstanceState| s.instance.last_contacted = contacted;
+                kinds.extend(write_as(&db, &mut recent, contact, as_progress));
+            }
+            let id = instance().instance.uuid;
+            let read = crate::raw::read_instance(&db, id).unwrap().unwrap();
+            db.flush().unwrap();
+            let cf = db.cf(CF_INSTANCES);
+            db.rocks.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            let compacted = crate::raw::read_instance(&db, id).unwrap().unwrap();
+            assert_eq!(read, compacted);
+            (kinds, read)
+        };
+        let (compared, expected) = written(false);
+        let (progress, read) = written(true);
+        assert_eq!(progress, compared);
+        let whole = progress.iter().filter(|k| **k == Kind::Put).count();
+        // New, read back (at the fifth contact), and the seventeenth write
+        // after that.
+        assert_eq!(whole, 3);
+        assert_eq!(read, expected);
+        let mut last = instance();
+        last.instance.last_contacted = Some(Timestamp::from_unix_seconds(
+            2 * i64::from(MAX_PROGRESS_OPERANDS) + 4,
+        ));
+        assert_eq!(read, last);
     }
 }

@@ -5,11 +5,12 @@
 use audrey_core::domain::{Status, Timestamp};
 use audrey_core::memory::MemoryViews;
 use audrey_core::query::{self, DeploymentFilter, ReportContext};
+use audrey_core::views::ViewRead;
 use audrey_store::Store;
 
 /// Every report the store serves at `now` equals the one built in memory:
 /// counts, every deployment and instance report, every list, config
-/// servers.
+/// servers; and every instance row equals the one built in memory.
 pub fn assert_store_matches(store: &Store, expected: &MemoryViews, now: Timestamp) {
     let reader = store.reader();
     let ctx = ReportContext::at(now);
@@ -21,6 +22,16 @@ pub fn assert_store_matches(store: &Store, expected: &MemoryViews, now: Timestam
             query::deployment_report(&reader, *id, &ctx).unwrap(),
             report,
             "deployment {id}"
+        );
+    }
+    // Row by row too: what no report shows (the references waiting on an
+    // instance, other deployments' claims, when each parameter was
+    // provided) is what later events build on.
+    for (id, state) in &expected.instances {
+        assert_eq!(
+            reader.instance(*id).unwrap().as_ref(),
+            Some(state),
+            "instance row {id}"
         );
     }
     for id in expected.instances.keys() {

@@ -177,6 +177,25 @@ impl InstanceState {
         }
     }
 
+    /// The instance without its progress: its contacts, derived status and
+    /// completion, and each service's latest start and end, which change
+    /// on almost every event, cleared. Two states equal here differ at
+    /// most in progress, the promise of
+    /// [`crate::views::ViewWrite::put_instance_progress`].
+    pub fn without_progress(&self) -> InstanceState {
+        let mut rest = self.clone();
+        let i = &mut rest.instance;
+        i.first_contacted = None;
+        i.last_contacted = None;
+        i.status = Status::Incomplete;
+        i.completed = None;
+        for service in rest.services.values_mut() {
+            service.started = None;
+            service.ended = None;
+        }
+        rest
+    }
+
     /// Which of two claims owns the instance (lesser wins): one with facts
     /// before a stub, then the earliest registered, then, while none is
     /// registered, the earliest named, then the lesser deployment UUID. It
