@@ -143,7 +143,8 @@ enum Known<'a> {
 
 /// What the deployment of `members` waits for at the root, if it is not
 /// done. `unresolved` are its unresolved dependencies; `sources` the rows
-/// of the instances they wait on (members or not; absent: never seen).
+/// of the instances they wait on outside `members` (a member is looked up
+/// in `members` first; absent from both: never seen).
 pub fn blocked_on(
     members: &[InstanceState],
     unresolved: &[UnresolvedDependency],

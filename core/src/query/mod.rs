@@ -15,7 +15,7 @@ pub use blocker::{ago_reads_the_same_for, span};
 pub use report::*;
 
 use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
-use crate::rows::{Counts, Deployment, Instance, Service};
+use crate::rows::{Counts, Deployment, Instance, InstanceState, Service};
 use crate::views::{ListDeployments, ViewRead};
 
 /// One page of the deployments list, in uuid order. Counting a status comes
@@ -216,13 +216,8 @@ pub fn deployment_report_of<V: ViewRead>(
         .is_completed()
         .then(|| members.iter().filter_map(|s| s.instance.completed).max());
 
-    let mut sources = SourceCache::new(views);
     // Most references point inside the deployment: its instances are in hand.
-    for state in &members {
-        sources
-            .seen
-            .insert(state.instance.uuid, Some(state.instance.clone()));
-    }
+    let mut sources = SourceCache::with_members(views, &members);
     let mut unresolved = Vec::new();
     for state in &members {
         for service in state.visible_services() {
@@ -369,7 +364,7 @@ pub fn counts<V: ViewRead>(views: &V) -> Result<Counts, V::Error> {
 
 fn service_of<V: ViewRead>(
     service: &Service,
-    sources: &mut SourceCache<'_, V>,
+    sources: &mut SourceCache<'_, '_, V>,
     ctx: &ReportContext,
 ) -> Result<ServiceReport, V::Error> {
     let end = service.current_end();
@@ -396,17 +391,39 @@ fn service_of<V: ViewRead>(
 }
 
 /// Looks up source instances (their rows only) once per report.
-struct SourceCache<'v, V> {
+struct SourceCache<'v, 'm, V> {
     views: &'v V,
+    /// The instances the report has in hand (a deployment report's), by
+    /// uuid: looked up where they are rather than copied into `seen`
+    /// (copying them was a clone of every member's maps per report).
+    members: &'m [InstanceState],
+    /// Sources read for this report, apart from `members` (`None`: not
+    /// known).
     seen: HashMap<InstanceId, Option<Instance>>,
 }
 
-impl<'v, V: ViewRead> SourceCache<'v, V> {
+impl<'v, V: ViewRead> SourceCache<'v, 'static, V> {
     fn new(views: &'v V) -> Self {
+        SourceCache::with_members(views, &[])
+    }
+}
+
+impl<'v, 'm, V: ViewRead> SourceCache<'v, 'm, V> {
+    /// `members` sorted by uuid.
+    fn with_members(views: &'v V, members: &'m [InstanceState]) -> Self {
         Self {
             views,
+            members,
             seen: HashMap::new(),
         }
+    }
+
+    fn member(&self, id: InstanceId) -> Option<&'m Instance> {
+        let members = self.members;
+        let at = members
+            .binary_search_by_key(&id, |s| s.instance.uuid)
+            .ok()?;
+        Some(&members[at].instance)
     }
 
     /// The reference parameters of a configured service whose source has
@@ -420,8 +437,9 @@ impl<'v, V: ViewRead> SourceCache<'v, V> {
             let Some((source, awaited)) = parameter.source.reference() else {
                 continue;
             };
-            let provided = match self.seen.get(&source) {
-                Some(row) => row.as_ref().is_some_and(|i| i.has_provided(&awaited)),
+            let known = self.member(source).map(Some);
+            let provided = match known.or_else(|| self.seen.get(&source).map(Option::as_ref)) {
+                Some(row) => row.is_some_and(|i| i.has_provided(&awaited)),
                 // Reading a source's row was a third of an instance
                 // report's time (BENCHMARKS.md, "Reports: what a
                 // parameter's source costs").
