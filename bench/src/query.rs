@@ -203,6 +203,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
     let topology = ctx.topology("query");
     let mut service = Service::start(&ctx.binary, &dir, &ctx.url, &topology)?;
     service.wait_ready(Duration::from_secs(120))?;
+    let (waited, quiet) = service.wait_quiet(Duration::from_secs(120))?;
+    eprintln!(
+        "[query] the service {} after {:.1} s",
+        if quiet {
+            "was quiet (under 5 % of a core for 1 s)"
+        } else {
+            "was still busy"
+        },
+        waited.as_secs_f64()
+    );
     let scrape = scrape(service.port, plan.scrape_requests)?;
     eprintln!(
         "[scrape] GET /metrics: median {:.2} ms, p99 {:.2} ms, {} series, {} bytes",

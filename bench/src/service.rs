@@ -148,6 +148,27 @@ impl Service {
         proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
     }
 
+    /// Waits until the service has used under 5 % of a core for a whole
+    /// second (RocksDB done compacting what it was opened on), or until
+    /// `timeout`; says how long it waited and whether it became quiet.
+    /// Measurements taken while it compacts a store just built would count
+    /// that work against the first requests.
+    pub fn wait_quiet(&self, timeout: Duration) -> anyhow::Result<(Duration, bool)> {
+        let started = Instant::now();
+        let mut before = self.cpu_time()?;
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = self.cpu_time()?;
+            if (now - before).as_secs_f64() < 0.05 {
+                return Ok((started.elapsed(), true));
+            }
+            if started.elapsed() > timeout {
+                return Ok((started.elapsed(), false));
+            }
+            before = now;
+        }
+    }
+
     /// CPU time (user + system) used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         cpu_time(self.pid())
