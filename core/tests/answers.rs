@@ -4,6 +4,7 @@
 
 mod common;
 
+use audrey_core::domain::ConfigServerStatus;
 use audrey_core::memory::MemoryViews;
 use audrey_core::projection::{apply_noting, Completion};
 use audrey_core::query::{self, fingerprint, BlockReason, BlockedOn, ReportContext};
@@ -118,6 +119,80 @@ fn a_service_running_is_followed_through_the_chain_and_compared_with_its_peers()
     assert!(!b_now.summary().contains("ago"));
     assert_ne!(now.duration_seconds, then.duration_seconds);
     assert_eq!(fingerprint(&now), fingerprint(&then));
+}
+
+/// A reader may keep a deployment's parts while its rows stay the same:
+/// what they give at each later moment moves as the clock does (the run
+/// becomes slower than its peers, the deployment stalls, its config
+/// server goes down, the "ago"s and the duration grow), and is what a
+/// report computed from the rows at that moment says.
+#[test]
+fn parts_kept_from_one_moment_give_the_report_of_any_later_one() {
+    let mut cs = DeploymentScript::new(BLOG);
+    let mut events = blog_registered(&mut cs);
+    events.extend([
+        cs.contacted(30, MYSQL),
+        cs.started(31, MYSQL, "mysql"),
+        cs.contacted(40, WORDPRESS),
+        cs.started(40, WORDPRESS, "http"),
+        cs.ended(50, WORDPRESS, "http", 0),
+        Event::Heartbeat(audrey_core::Heartbeat {
+            id: audrey_core::EventId::parse("beat-1").unwrap(),
+            source: audrey_core::Source::parse("/configserver/cs-01").unwrap(),
+            time: at(50),
+            version: "1.0".into(),
+            interval_seconds: 30,
+        }),
+    ]);
+    let views = views_of(&events);
+    let row = views.deployments[&deployment(BLOG)].clone();
+    let parts = query::deployment_report_parts(&views, row)
+        .unwrap()
+        .expect("not deleted");
+    let report_at = |t: i64| parts.at(&ReportContext::at(at(t)));
+
+    // mysql started at 31 s; the longest other run took 10 s.
+    let early = report_at(40).blocked_on.unwrap();
+    assert_eq!(early.slower_than_peers_seconds, None);
+    assert!(early.explanation.contains("started 9 s ago, never ended;"));
+    let later = report_at(45).blocked_on.unwrap();
+    assert_eq!(later.slower_than_peers_seconds.map(|s| s.0), Some(10.0));
+    assert!(later
+        .explanation
+        .contains("started 14 s ago, never ended (longer"));
+
+    // Last progress at 50 s: stalled after 15 min without any.
+    assert!(!report_at(50 + 900).stalled);
+    assert!(report_at(50 + 901).stalled);
+    // The duration runs from the first event (0 s) while incomplete.
+    assert_eq!(report_at(100).duration_seconds.map(|s| s.0), Some(100.0));
+    assert_eq!(report_at(700).duration_seconds.map(|s| s.0), Some(700.0));
+
+    // Its config server beat at 50 s every 30 s: down after 3 misses.
+    let server = |t: i64| report_at(t).config_servers[0].status;
+    assert_eq!(server(140), ConfigServerStatus::Running);
+    assert_eq!(server(141), ConfigServerStatus::Down);
+    // Forgotten after a week: said unknown.
+    assert_eq!(server(50 + 7 * 86_400 + 1), ConfigServerStatus::Unknown);
+
+    // At every moment, what a report computed from the rows then says.
+    for t in [
+        35,
+        41,
+        42,
+        60,
+        140,
+        141,
+        950,
+        951,
+        4_000,
+        50 + 7 * 86_400 + 1,
+    ] {
+        let fresh = query::deployment_report(&views, deployment(BLOG), &ReportContext::at(at(t)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(report_at(t), fresh, "at {t} s");
+    }
 }
 
 #[test]

@@ -141,17 +141,73 @@ enum Known<'a> {
     Unknown,
 }
 
+/// What a deployment waits for at the root, as its rows say it: the
+/// clock is read only by [`Blocker::at`], so that a blocker found once
+/// serves every moment until the rows change.
+#[derive(Debug, Clone)]
+pub struct Blocker {
+    /// The blocker with no explanation yet and no comparison with peers.
+    block: BlockedOn,
+    /// For a running service: the longest run of the deployment's other
+    /// services that ended, which its run so far is compared with.
+    peers_longest_run: Option<f64>,
+}
+
+impl Blocker {
+    /// A blocker that compares nothing with peers.
+    fn of(block: BlockedOn) -> Self {
+        Blocker {
+            block,
+            peers_longest_run: None,
+        }
+    }
+
+    /// The blocker as it reads at `now`: its "ago"s, and whether a running
+    /// service has run longer than its peers by then.
+    pub fn at(&self, now: Timestamp) -> BlockedOn {
+        let mut block = self.block.clone();
+        if let (Some(longest), Some(started)) = (self.peers_longest_run, block.since) {
+            let running = seconds_between(started, now);
+            block.slower_than_peers_seconds = (running > longest).then_some(Seconds(longest));
+        }
+        block.explanation = explain(&block, Some(now));
+        block
+    }
+
+    /// Heap and inline bytes it holds, roughly (a cache's budget).
+    pub fn bytes(&self) -> usize {
+        let b = &self.block;
+        let name = |n: &Option<Name>| n.as_ref().map_or(0, |n| n.as_str().len());
+        std::mem::size_of::<Self>()
+            + name(&b.assembly)
+            + name(&b.service)
+            + b.parameters
+                .iter()
+                .map(|p| 24 + p.as_str().len())
+                .sum::<usize>()
+            + b.chain
+                .iter()
+                .map(|s| {
+                    std::mem::size_of::<WaitStep>()
+                        + name(&s.assembly)
+                        + s.service.as_str().len()
+                        + s.parameter.as_str().len()
+                })
+                .sum::<usize>()
+            + b.cycle.len() * 16
+    }
+}
+
 /// What the deployment of `members` waits for at the root, if it is not
 /// done. `unresolved` are its unresolved dependencies; `sources` the rows
 /// of the instances they wait on outside `members` (a member is looked up
 /// in `members` first; absent from both: never seen).
-pub fn blocked_on(
+pub fn blocker(
     members: &[InstanceState],
     unresolved: &[UnresolvedDependency],
     sources: &HashMap<InstanceId, Option<Instance>>,
     missing: &[InstanceId],
-    now: Timestamp,
-) -> Option<BlockedOn> {
+) -> Option<Blocker> {
     let by_id: HashMap<InstanceId, &InstanceState> =
         members.iter().map(|s| (s.instance.uuid, s)).collect();
     let known = |id: InstanceId| match by_id.get(&id) {
@@ -207,11 +263,14 @@ pub fn blocked_on(
         at = next.source_instance;
         if let Some(from) = seen.iter().position(|id| *id == at) {
             let cycle: Vec<InstanceId> = seen[from..].to_vec();
-            return Some(cycle_block(cycle, chain).explained(now));
+            return Some(Blocker {
+                block: cycle_block(cycle, chain),
+                peers_longest_run: None,
+            });
         }
         seen.push(at);
     }
-    Some(root_block(at, chain, known(at), members, now).explained(now))
+    Some(root_block(at, chain, known(at), members))
 }
 
 impl BlockedOn {
@@ -230,11 +289,6 @@ impl BlockedOn {
             cycle: Vec::new(),
             explanation: String::new(),
         }
-    }
-
-    fn explained(mut self, now: Timestamp) -> Self {
-        self.explanation = explain(&self, Some(now));
-        self
     }
 
     /// The explanation with timestamps instead of "ago": a text that stays
@@ -277,23 +331,22 @@ fn root_block(
     chain: Vec<WaitStep>,
     known: Known<'_>,
     members: &[InstanceState],
-    now: Timestamp,
-) -> BlockedOn {
+) -> Blocker {
     let mut block = BlockedOn::at(root, assembly(&known), BlockReason::NeverRegistered);
     block.chain = chain;
     let (row, services): (&Instance, Vec<&Service>) = match known {
-        Known::Unknown => return block,
+        Known::Unknown => return Blocker::of(block),
         Known::Member(state) => (&state.instance, state.visible_services()),
         Known::Elsewhere(row) => (row, Vec::new()),
     };
     block.last_contacted = row.last_contacted;
     let Some(registration) = &row.registration else {
-        return block;
+        return Blocker::of(block);
     };
     if row.first_contacted.is_none() {
         block.reason = BlockReason::NeverContacted;
         block.since = Some(registration.stamp.time);
-        return block;
+        return Blocker::of(block);
     }
     if let Some((service, (end, code))) = services
         .iter()
@@ -303,21 +356,20 @@ fn root_block(
         block.service = Some(service.name.clone());
         block.since = Some(end.time);
         block.return_code = Some(code);
-        return block;
+        return Blocker::of(block);
     }
     if let Some(service) = services
         .iter()
         .find(|s| s.started.is_some() && s.current_end().is_none())
     {
         let started = service.started.map(|s| s.time).expect("a started service");
-        let running = seconds_between(started, now);
         block.reason = BlockReason::ServiceRunning;
         block.service = Some(service.name.clone());
         block.since = Some(started);
-        block.slower_than_peers_seconds = longest_ended_run(members)
-            .filter(|longest| running > *longest)
-            .map(Seconds);
-        return block;
+        return Blocker {
+            block,
+            peers_longest_run: longest_ended_run(members),
+        };
     }
     if let Some(service) = services
         .iter()
@@ -326,7 +378,7 @@ fn root_block(
         block.reason = BlockReason::ServiceNotStarted;
         block.service = Some(service.name.clone());
         block.since = row.first_contacted;
-        return block;
+        return Blocker::of(block);
     }
     block.reason = BlockReason::ParametersNotProvided;
     block.parameters = row
@@ -334,7 +386,7 @@ fn root_block(
         .into_iter()
         .cloned()
         .collect();
-    block
+    Blocker::of(block)
 }
 
 /// The line a person reads. With `now`, times are said as "14 min ago";

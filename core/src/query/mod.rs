@@ -14,7 +14,7 @@ use std::collections::HashMap;
 pub use blocker::{ago_reads_the_same_for, span};
 pub use report::*;
 
-use crate::domain::{ConfigServerStatus, DeploymentId, InstanceId, Name, Status, Timestamp};
+use crate::domain::{DeploymentId, InstanceId, Name, Status, Timestamp};
 use crate::rows::{Counts, Deployment, Instance, InstanceState, Service};
 use crate::views::{ListDeployments, ViewRead};
 
@@ -194,6 +194,16 @@ pub fn deployment_report_of<V: ViewRead>(
     d: Deployment,
     ctx: &ReportContext,
 ) -> Result<Option<DeploymentReport>, V::Error> {
+    Ok(deployment_report_parts(views, d)?.map(|parts| parts.at(ctx)))
+}
+
+/// What [`deployment_report_of`] reads from the views, before the clock is
+/// read: the same parts serve every moment until the rows change
+/// ([`DeploymentReportParts::at`]); `None` when deleted.
+pub fn deployment_report_parts<V: ViewRead>(
+    views: &V,
+    d: Deployment,
+) -> Result<Option<DeploymentReportParts>, V::Error> {
     if d.deleted.is_some() {
         return Ok(None);
     }
@@ -237,58 +247,42 @@ pub fn deployment_report_of<V: ViewRead>(
         .filter(|s| s.instance.expected && s.instance.registration.is_none())
         .map(|s| s.instance.uuid)
         .collect();
-    let blocked_on = if d.status() == Status::Success {
+    let blocker = if d.status() == Status::Success {
         None
     } else {
-        blocker::blocked_on(
-            &members,
-            &unresolved,
-            &sources.seen,
-            &missing_instances,
-            ctx.now,
-        )
+        blocker::blocker(&members, &unresolved, &sources.seen, &missing_instances)
     };
-    let completed = completed.flatten();
-    let duration_seconds = d
-        .first_event
-        .map(|first| Seconds::between(first, completed.unwrap_or(ctx.now)));
-    let mut config_servers = Vec::new();
+    let mut config_servers = Vec::with_capacity(d.sources.len());
     for source in &d.sources {
-        let heard = views
-            .config_server(source.as_str())?
-            .filter(|row| !ctx.forgets(row.last_heartbeat.time));
-        config_servers.push(match heard {
-            Some(row) => ConfigServerState::of(&row, ctx),
-            None => ConfigServerState {
-                source: source.clone(),
-                status: ConfigServerStatus::Unknown,
-                version: None,
-                interval_seconds: None,
-                last_heartbeat: None,
-            },
-        });
+        config_servers.push((source.clone(), views.config_server(source.as_str())?));
     }
-    Ok(Some(DeploymentReport {
-        uuid: d.uuid,
-        name: d.name().cloned(),
-        status: d.status(),
-        stalled: d.is_stalled(ctx.now, ctx.stall_after_seconds),
-        registered: registered.flatten(),
-        missing_instances,
-        completed,
-        last_progress: d.last_progress,
-        duration_seconds,
-        instances: members
-            .iter()
-            .map(|s| InstanceSummary {
-                uuid: s.instance.uuid,
-                assembly: s.instance.registration.as_ref().map(|r| r.assembly.clone()),
-                status: s.instance.status,
-            })
-            .collect(),
-        unresolved_dependencies: unresolved,
-        blocked_on,
+    Ok(Some(DeploymentReportParts {
+        report: DeploymentReport {
+            uuid: d.uuid,
+            name: d.name().cloned(),
+            status: d.status(),
+            stalled: false,
+            registered: registered.flatten(),
+            missing_instances,
+            completed: completed.flatten(),
+            last_progress: d.last_progress,
+            duration_seconds: None,
+            instances: members
+                .iter()
+                .map(|s| InstanceSummary {
+                    uuid: s.instance.uuid,
+                    assembly: s.instance.registration.as_ref().map(|r| r.assembly.clone()),
+                    status: s.instance.status,
+                })
+                .collect(),
+            unresolved_dependencies: unresolved,
+            blocked_on: None,
+            config_servers: Vec::new(),
+        },
+        first_event: d.first_event,
+        blocker,
         config_servers,
+        reads_elsewhere: sources.looked_elsewhere,
     }))
 }
 
@@ -400,6 +394,9 @@ struct SourceCache<'v, 'm, V> {
     /// Sources read for this report, apart from `members` (`None`: not
     /// known).
     seen: HashMap<InstanceId, Option<Instance>>,
+    /// Whether a source was looked up outside `members` (in `seen`, or
+    /// in what the views remember was provided).
+    looked_elsewhere: bool,
 }
 
 impl<'v, V: ViewRead> SourceCache<'v, 'static, V> {
@@ -415,6 +412,7 @@ impl<'v, 'm, V: ViewRead> SourceCache<'v, 'm, V> {
             views,
             members,
             seen: HashMap::new(),
+            looked_elsewhere: false,
         }
     }
 
@@ -438,6 +436,7 @@ impl<'v, 'm, V: ViewRead> SourceCache<'v, 'm, V> {
                 continue;
             };
             let known = self.member(source).map(Some);
+            self.looked_elsewhere |= known.is_none();
             let provided = match known.or_else(|| self.seen.get(&source).map(Option::as_ref)) {
                 Some(row) => row.is_some_and(|i| i.has_provided(&awaited)),
                 // Reading a source's row was a third of an instance

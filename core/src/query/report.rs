@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Serialize, Serializer};
 
-pub use super::blocker::{BlockReason, BlockedOn, WaitStep};
+pub use super::blocker::{BlockReason, BlockedOn, Blocker, WaitStep};
 
 use crate::contract::Awaited;
 use crate::domain::{
@@ -145,6 +145,114 @@ pub struct DeploymentReport {
     pub blocked_on: Option<BlockedOn>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_servers: Vec<ConfigServerState>,
+}
+
+/// A deployment's report as its rows give it, before the clock is read:
+/// what [`crate::query::deployment_report_parts`] found, from which
+/// [`DeploymentReportParts::at`] makes the report of any moment without
+/// reading the rows again. A reader may keep it while the rows stay the
+/// same (an unfinished deployment's report changes every moment, its
+/// parts do not).
+#[derive(Debug, Clone)]
+pub struct DeploymentReportParts {
+    /// The report with what moves with the clock left out: not stalled,
+    /// no duration, no blocker and no config servers.
+    pub(crate) report: DeploymentReport,
+    /// Its first event: where its duration starts.
+    pub(crate) first_event: Option<Timestamp>,
+    /// What it waits for, unless it succeeded.
+    pub(crate) blocker: Option<Blocker>,
+    /// Its config servers, each with its row when one was heard: whether
+    /// it is running, down or forgotten depends on the time.
+    pub(crate) config_servers: Vec<(Source, Option<ConfigServer>)>,
+    /// Whether they were computed from rows of instances that are not its
+    /// own (the sources of references to other deployments).
+    pub(crate) reads_elsewhere: bool,
+}
+
+impl DeploymentReportParts {
+    /// The report at `ctx.now`: the same as computing it from the rows then.
+    pub fn at(&self, ctx: &ReportContext) -> DeploymentReport {
+        let mut report = self.report.clone();
+        // As `Deployment::is_stalled` (the report has no deleted deployment).
+        report.stalled = report.status == Status::Incomplete
+            && report
+                .last_progress
+                .is_some_and(|t| t < ctx.now.plus_seconds(-ctx.stall_after_seconds));
+        report.duration_seconds = self
+            .first_event
+            .map(|first| Seconds::between(first, report.completed.unwrap_or(ctx.now)));
+        report.blocked_on = self.blocker.as_ref().map(|b| b.at(ctx.now));
+        report.config_servers = self
+            .config_servers
+            .iter()
+            .map(|(source, row)| {
+                match row
+                    .as_ref()
+                    .filter(|row| !ctx.forgets(row.last_heartbeat.time))
+                {
+                    Some(row) => ConfigServerState::of(row, ctx),
+                    None => ConfigServerState {
+                        source: source.clone(),
+                        status: ConfigServerStatus::Unknown,
+                        version: None,
+                        interval_seconds: None,
+                        last_heartbeat: None,
+                    },
+                }
+            })
+            .collect();
+        report
+    }
+
+    /// Whether they were computed only from its own rows: the
+    /// deployment's, its instances' and its config servers'. Such parts
+    /// hold while none of those rows changes; others, only while nothing
+    /// in the views does.
+    pub fn read_only_its_own_rows(&self) -> bool {
+        !self.reads_elsewhere
+    }
+
+    /// How many instances its report lists.
+    pub fn instances(&self) -> usize {
+        self.report.instances.len()
+    }
+
+    /// Bytes it holds, roughly: what a cache of them counts against its
+    /// budget.
+    pub fn bytes(&self) -> usize {
+        let r = &self.report;
+        let name = |n: &Option<Name>| n.as_ref().map_or(0, |n| n.as_str().len());
+        std::mem::size_of::<Self>()
+            + name(&r.name)
+            + r.missing_instances.len() * 16
+            + r.instances
+                .iter()
+                .map(|i| std::mem::size_of::<InstanceSummary>() + name(&i.assembly))
+                .sum::<usize>()
+            + r.unresolved_dependencies
+                .iter()
+                .map(|u| {
+                    std::mem::size_of::<UnresolvedDependency>()
+                        + u.service.as_str().len()
+                        + u.parameter.as_str().len()
+                        + 24
+                })
+                .sum::<usize>()
+            + self.blocker.as_ref().map_or(0, Blocker::bytes)
+            + self
+                .config_servers
+                .iter()
+                .map(|(s, row)| {
+                    let row = row.as_ref().map_or(0, |r| {
+                        std::mem::size_of::<ConfigServer>()
+                            + r.version.len()
+                            + r.source.as_str().len()
+                    });
+                    std::mem::size_of::<(Source, Option<ConfigServer>)>() + s.as_str().len() + row
+                })
+                .sum::<usize>()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Hash, Serialize)]
