@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use audrey_core::projection::{self, Completion, Effect};
 use audrey_core::Event;
 
+use crate::changes::Changed;
 use crate::db::{Db, CF_DEDUP, CF_EVENTS, CF_META};
 use crate::error::StoreError;
 use crate::keys::{dedup_key, log_key, KEY_AS_OF};
@@ -160,10 +161,14 @@ pub(crate) fn apply_events(
     }
     let batch = writes.into_batch(db);
     let sync = origin == Origin::Live;
+    let changed = Changed::Deployments {
+        ids: &pending.changed_deployments,
+        config_servers: pending.wrote_config_servers(),
+    };
     if pending.provided_may_shrink {
-        db.write(batch, sync)?;
+        db.write(batch, sync, changed)?;
     } else {
-        db.write_keeping_provided(batch, sync)?;
+        db.write_keeping_provided(batch, sync, changed)?;
     }
     *recent = pending.committed();
     Ok(BatchOutcome {

@@ -17,12 +17,16 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
     MergeOperands, Options, WriteBatch, WriteOptions, DB,
 };
 
+use audrey_core::DeploymentId;
+
+use crate::changes::{Changed, Stamps};
 use crate::error::StoreError;
 use crate::instance_parts::merge_progress;
 
@@ -80,6 +84,13 @@ pub(crate) struct Db {
     /// Every write counts unless its maker knows otherwise.
     provided_may_shrink_begun: AtomicU64,
     provided_may_shrink_done: AtomicU64,
+    /// Which deployments each write may have changed ([`crate::changes`]).
+    stamps: Stamps,
+    /// One write at a time between stamping its deployments in flight and
+    /// stamping them with its number: the stamps need writes in order.
+    /// (Batches of events take the writer lock anyway; retention's and
+    /// import's writes are rare.)
+    write_order: Mutex<()>,
 }
 
 impl Db {
@@ -150,6 +161,8 @@ impl Db {
             writes: AtomicU64::new(0),
             provided_may_shrink_begun: AtomicU64::new(0),
             provided_may_shrink_done: AtomicU64::new(0),
+            stamps: Stamps::default(),
+            write_order: Mutex::new(()),
         })
     }
 
@@ -165,13 +178,18 @@ impl Db {
 
     /// Writes a batch with the WAL synced: durable once this returns.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.write(batch, true)
+        self.write(batch, true, Changed::Everything)
     }
 
-    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+    pub(crate) fn write(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+        changed: Changed<'_>,
+    ) -> Result<(), StoreError> {
         self.provided_may_shrink_begun
             .fetch_add(1, Ordering::SeqCst);
-        let written = self.write_keeping_provided(batch, sync);
+        let written = self.write_keeping_provided(batch, sync, changed);
         self.provided_may_shrink_done.fetch_add(1, Ordering::SeqCst);
         written
     }
@@ -182,13 +200,25 @@ impl Db {
         &self,
         batch: WriteBatch,
         sync: bool,
+        changed: Changed<'_>,
     ) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        self.rocks.write_opt(batch, &options)?;
+        let _in_order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
+        self.stamps.begin(changed);
+        let written = self.rocks.write_opt(batch, &options);
         // After the write: a reader that sees the new count sees the batch.
-        self.writes.fetch_add(1, Ordering::Release);
+        // (Counted even when it failed: what it changed is not trusted.)
+        let write = self.writes.fetch_add(1, Ordering::Release) + 1;
+        self.stamps.end(changed, write);
+        written?;
         Ok(())
+    }
+
+    /// Whether deployment `id` may have changed in a write after the
+    /// `write`th ([`crate::changes`]). Ask after reading the write count.
+    pub(crate) fn deployment_changed_after(&self, id: DeploymentId, write: u64) -> bool {
+        self.stamps.changed_after(id, write)
     }
 
     /// Writes begun that may have taken what an instance provided.

@@ -6,7 +6,8 @@
 //!
 //! - [`store`]: the [`Store`], its one `impl`, each method handing the work
 //!   to one of the modules below;
-//! - [`db`]: the column families and their tuning;
+//! - [`db`]: the column families and their tuning; [`changes`]: which
+//!   deployments each write may have changed;
 //! - [`keys`]: the layout of every key; [`codec`]: how rows are encoded
 //!   (and [`VIEWS_VERSION`]); [`instance_parts`]: an instance's row in two
 //!   parts, its progress apart;
@@ -23,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod changes;
 pub mod codec;
 mod db;
 pub mod error;

@@ -61,6 +61,9 @@ pub(crate) struct Pending<'s> {
     /// instance another owner: what readers remember of what instances
     /// provided may no longer hold after such a batch (`crate::provided`).
     pub(crate) provided_may_shrink: bool,
+    /// The deployments whose rows, or whose instances' rows,
+    /// [`Pending::write_into`] wrote ([`crate::changes`]).
+    pub(crate) changed_deployments: HashSet<DeploymentId>,
 }
 
 /// An instance as this batch found it committed.
@@ -96,6 +99,7 @@ impl<'s> Pending<'s> {
             committed_instances: RefCell::new(HashMap::new()),
             rows_written: HashMap::new(),
             provided_may_shrink: false,
+            changed_deployments: HashSet::new(),
         }
     }
 
@@ -176,6 +180,11 @@ impl<'s> Pending<'s> {
         recent
     }
 
+    /// Whether [`Pending::write_into`] writes a config server's row.
+    pub(crate) fn wrote_config_servers(&self) -> bool {
+        !self.config_servers.is_empty()
+    }
+
     pub(crate) fn write_into(&mut self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
         for (id, row) in &self.deployments {
             let before = self.committed_deployment(*id)?;
@@ -194,6 +203,7 @@ impl<'s> Pending<'s> {
                 );
             }
             batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
+            self.changed_deployments.insert(*id);
         }
         let mut rows_written = HashMap::new();
         for (id, state) in &self.instances {
@@ -225,6 +235,9 @@ impl<'s> Pending<'s> {
                 }
             };
             let is = claims(state.as_ref());
+            // Its deployments' reports show it (the owner's), or list it
+            // among the members to leave out (the others').
+            self.changed_deployments.extend(was.iter().chain(&is));
             // The owner's claim is what a reference's source shows: a row
             // that goes, or another claim taking its place, may take back
             // what it provided. A new row had nothing to take.
@@ -448,7 +461,12 @@ mod tests {
             .filter(|(cf, key, _)| *cf == CF_INSTANCES && *key == id.as_bytes())
             .map(|(_, _, kind)| kind)
             .collect();
-        db.write(writes.into_batch(db), false).unwrap();
+        db.write(
+            writes.into_batch(db),
+            false,
+            crate::changes::Changed::Everything,
+        )
+        .unwrap();
         *recent = pending.committed();
         kinds
     }

@@ -99,7 +99,12 @@ mod tests {
         writes.put(CF_MEMBERS, b"a".to_vec(), b"2".to_vec());
         writes.delete(CF_MEMBERS, b"b".to_vec());
         writes.put(CF_DEPLOYMENTS, b"a".to_vec(), b"3".to_vec());
-        db.write(writes.into_batch(&db), false).unwrap();
+        db.write(
+            writes.into_batch(&db),
+            false,
+            crate::changes::Changed::Everything,
+        )
+        .unwrap();
         let get = |cf, key: &[u8]| db.get(cf, key).unwrap();
         assert_eq!(get(CF_MEMBERS, b"a"), Some(b"2".to_vec()));
         assert_eq!(get(CF_MEMBERS, b"b"), None);

@@ -124,6 +124,15 @@ impl Store {
         self.db.writes()
     }
 
+    /// Whether deployment `id`'s row, one of its instances' rows or a
+    /// config server's row may have changed in a batch written after the
+    /// first `writes` ([`Store::writes`]): what was computed from a reader
+    /// taken after reading `writes` still holds when it has not. Ask
+    /// after reading the count the answer goes with.
+    pub fn deployment_changed_after(&self, id: DeploymentId, writes: u64) -> bool {
+        self.db.deployment_changed_after(id, writes)
+    }
+
     /// A consistent, read-only view of the store at this moment
     /// ([`crate::reader`]).
     pub fn reader(&self) -> Reader<'_> {

@@ -217,3 +217,50 @@ fn what_a_source_provided_is_remembered_only_while_it_holds() {
         "remembered once provided, forgotten when another claim owns it"
     );
 }
+
+/// What the store says of a deployment's rows after a write count holds:
+/// a deployment it says unchanged since reports what it reported then,
+/// through batches of every kind (registrations, runs, deletions,
+/// heartbeats), and most deployments stay unchanged through a batch about
+/// others.
+#[test]
+fn a_deployment_the_store_says_unchanged_reports_the_same_as_before() {
+    use audrey_core::query::{self, ReportContext};
+    use std::collections::BTreeSet;
+
+    let events = stream(7, 12);
+    let deployments: BTreeSet<_> = events.iter().filter_map(Event::deployment).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ctx = ReportContext::at(Timestamp::from_unix_seconds(1_795_615_200 + 3_600));
+    let report_now = |id| {
+        let reader = store.reader();
+        let row = audrey_core::views::ViewRead::deployment(&reader, id).unwrap();
+        let parts = row.and_then(|row| query::deployment_report_parts(&reader, row).unwrap());
+        parts.map(|p| (p.read_only_its_own_rows(), p.at(&ctx)))
+    };
+    let mut kept = Vec::new();
+    let (mut unchanged, mut changed) = (0, 0);
+    for chunk in events.chunks(9) {
+        let writes = store.writes();
+        for id in &deployments {
+            match report_now(*id) {
+                Some((true, report)) => kept.push((writes, *id, Some(report))),
+                Some((false, _)) => {} // reads other deployments' rows
+                None => kept.push((writes, *id, None)),
+            }
+        }
+        store.apply_batch(chunk).unwrap();
+        for (writes, id, report) in &kept {
+            if store.deployment_changed_after(*id, *writes) {
+                changed += 1;
+            } else {
+                unchanged += 1;
+                let now = report_now(*id).map(|(_, r)| r);
+                assert_eq!(&now, report, "{id} said unchanged after write {writes}");
+            }
+        }
+    }
+    assert!(unchanged > 1_000, "{unchanged} unchanged");
+    assert!(changed > 1_000, "{changed} changed");
+}
