@@ -27,10 +27,26 @@
 //! (the `as-of` is not part of the entry: it is put in when answering,
 //! from the latest epoch's).
 //!
+//! # A deployment report's parts
+//!
+//! Most of a deployment report's cost is reading and decoding its
+//! instances, and most deployments' reports change with the clock (an
+//! unfinished one's duration, its stalled flag, its blocker's "ago"), so
+//! that a rendered one is rarely kept. What its rows give is kept apart:
+//! the report's parts ([`DeploymentReportParts`]), from which the report
+//! of the moment is made and rendered without reading the store, byte for
+//! byte what the uncached path gives then. Parts computed from the
+//! deployment's own rows alone (its row, its instances', its config
+//! servers') stay right across batches until the store says one of those
+//! rows may have changed (`Store::deployment_changed_after`): while events
+//! for other deployments flow in, they stay. Parts that read rows of
+//! other deployments' instances serve only their epoch.
+//!
 //! # Memory
 //!
-//! At most [`DEFAULT_BUDGET_BYTES`] of entries (bodies, ETags, keys, and
-//! a fixed overhead each), in shards of two generations: new entries go
+//! At most [`DEFAULT_BUDGET_BYTES`] of rendered reports (bodies, ETags,
+//! keys, and a fixed overhead each) and [`DEFAULT_PARTS_BUDGET_BYTES`] of
+//! parts, each in shards of two generations: new entries go
 //! into the current generation, and when it is full the previous one is
 //! dropped and the current one becomes the previous. A hit in the
 //! previous generation moves the entry forward, so what is asked for
@@ -43,8 +59,8 @@ use std::sync::{Arc, Mutex};
 use audrey_core::domain::ConfigServerStatus;
 use audrey_core::projection::seconds_between;
 use audrey_core::query::{
-    ago_reads_the_same_for, BlockReason, BlockedOn, DeploymentReport, InstanceReport,
-    ReportContext, ServiceReport,
+    ago_reads_the_same_for, BlockReason, BlockedOn, DeploymentReport, DeploymentReportParts,
+    InstanceReport, ReportContext, ServiceReport,
 };
 use audrey_core::{DeploymentId, InstanceId, Name, Status, Timestamp};
 
@@ -56,6 +72,11 @@ use crate::routes::Format;
 /// 200 MiB goal; a 20 MiB budget peaked at 226 MiB (bodies counted by
 /// length then, not capacity), 8 MiB at 201 MiB: 4 MiB.
 pub const DEFAULT_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes of deployment reports' parts kept at most (with their
+/// bookkeeping): about 1.5 KiB for a deployment of ten instances, so
+/// that the query benchmark's 10,000 deployments stay.
+pub const DEFAULT_PARTS_BUDGET_BYTES: usize = 24 * 1024 * 1024;
 
 /// Shards, each with its own lock: requests on different reports rarely
 /// wait for each other.
@@ -245,9 +266,22 @@ struct Entry {
     validity: Validity,
 }
 
-impl Entry {
+impl Weighed<Key> for Entry {
     fn bytes(&self, key: &Key) -> usize {
         self.rendered.bytes() + key.bytes() + ENTRY_OVERHEAD
+    }
+}
+
+/// The parts of one deployment's report kept ([`ReportCache::parts`]).
+struct PartsEntry {
+    parts: Arc<DeploymentReportParts>,
+    /// The epoch they are right for.
+    epoch: u64,
+}
+
+impl Weighed<DeploymentId> for PartsEntry {
+    fn bytes(&self, _: &DeploymentId) -> usize {
+        self.parts.bytes() + 16 + ENTRY_OVERHEAD
     }
 }
 
@@ -261,84 +295,72 @@ pub enum Lookup {
     Miss,
 }
 
-#[derive(Default)]
-struct Shard {
-    current: HashMap<Key, Entry>,
-    previous: HashMap<Key, Entry>,
+/// What an entry holds in memory, its key included.
+trait Weighed<K> {
+    fn bytes(&self, key: &K) -> usize;
+}
+
+struct Shard<K, V> {
+    current: HashMap<K, V>,
+    previous: HashMap<K, V>,
     current_bytes: usize,
 }
 
-/// The cache of rendered reports (see the module documentation).
-pub struct ReportCache {
-    shards: Vec<Mutex<Shard>>,
-    /// Bytes per generation of one shard.
-    generation_bytes: usize,
-    hasher: std::collections::hash_map::RandomState,
-    /// The watermark of the latest epoch seen: `(epoch, as-of)`.
-    as_of: Mutex<(u64, Option<Timestamp>)>,
-}
-
-impl Default for ReportCache {
+impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
-        Self::with_budget(DEFAULT_BUDGET_BYTES)
+        Self {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            current_bytes: 0,
+        }
     }
 }
 
-impl ReportCache {
-    /// A cache of at most `budget` bytes (0: keeps nothing).
-    pub fn with_budget(budget: usize) -> Self {
+/// Entries of at most a budget of bytes, in shards of two generations
+/// (see the module documentation).
+struct Generations<K, V> {
+    shards: Vec<Mutex<Shard<K, V>>>,
+    /// Bytes per generation of one shard.
+    generation_bytes: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<K: Eq + std::hash::Hash + Clone, V: Weighed<K>> Generations<K, V> {
+    fn with_budget(budget: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             generation_bytes: budget / SHARDS / 2,
             hasher: Default::default(),
-            as_of: Mutex::new((u64::MAX, None)),
         }
     }
 
-    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K, V>> {
         let i = self.hasher.hash_one(key) as usize % SHARDS;
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The report kept for `key`, if it is right at `epoch` and `now`.
-    pub fn get(&self, key: &Key, epoch: u64, now: Timestamp) -> Lookup {
+    /// What `judge` makes of the entry for `key`; an entry it makes
+    /// nothing of (`None`) is left where it is. A hit in the previous
+    /// generation moves the entry to the current one.
+    fn get<R>(&self, key: &K, judge: impl FnOnce(&V) -> Option<R>) -> Option<R> {
         let mut shard = self.shard(key);
         let shard = &mut *shard;
         if let Some(entry) = shard.current.get(key) {
-            return match (entry.epoch == epoch, entry.validity.holds_at(now)) {
-                (true, true) => Lookup::Hit(Arc::clone(&entry.rendered)),
-                (false, true) => Lookup::Stale(Arc::clone(&entry.rendered), entry.validity),
-                (_, false) => Lookup::Miss,
-            };
+            return judge(entry);
         }
-        let Some(entry) = shard.previous.remove(key) else {
-            return Lookup::Miss;
-        };
-        let found = match (entry.epoch == epoch, entry.validity.holds_at(now)) {
-            (true, true) => Lookup::Hit(Arc::clone(&entry.rendered)),
-            (false, true) => Lookup::Stale(Arc::clone(&entry.rendered), entry.validity),
-            (_, false) => return Lookup::Miss,
-        };
+        let entry = shard.previous.remove(key)?;
+        let found = judge(&entry)?;
         self.put_in(shard, key.clone(), entry);
-        found
+        Some(found)
     }
 
-    /// Keeps `rendered` for `key`, right at `epoch` while `validity` holds.
-    pub fn put(&self, key: Key, rendered: Arc<Rendered>, epoch: u64, validity: Validity) {
-        if validity == Validity::Now {
-            return;
-        }
-        let entry = Entry {
-            rendered,
-            epoch,
-            validity,
-        };
+    fn put(&self, key: K, entry: V) {
         let mut shard = self.shard(&key);
         shard.previous.remove(&key);
         self.put_in(&mut shard, key, entry);
     }
 
-    fn put_in(&self, shard: &mut Shard, key: Key, entry: Entry) {
+    fn put_in(&self, shard: &mut Shard<K, V>, key: K, entry: V) {
         let size = entry.bytes(&key);
         if size > self.generation_bytes {
             shard.current.remove(&key);
@@ -352,6 +374,98 @@ impl ReportCache {
             shard.current_bytes -= old.bytes(&key);
         }
         shard.current_bytes += size;
+    }
+
+    /// Entries and bytes kept now.
+    fn size(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), shard| {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let bytes: usize = shard
+                .current
+                .iter()
+                .chain(shard.previous.iter())
+                .map(|(k, e)| e.bytes(k))
+                .sum();
+            (n + shard.current.len() + shard.previous.len(), b + bytes)
+        })
+    }
+}
+
+/// The cache of rendered reports, and of the parts of deployment reports
+/// (see the module documentation).
+pub struct ReportCache {
+    rendered: Generations<Key, Entry>,
+    parts: Generations<DeploymentId, PartsEntry>,
+    /// The watermark of the latest epoch seen: `(epoch, as-of)`.
+    as_of: Mutex<(u64, Option<Timestamp>)>,
+}
+
+impl Default for ReportCache {
+    fn default() -> Self {
+        Self::with_budgets(DEFAULT_BUDGET_BYTES, DEFAULT_PARTS_BUDGET_BYTES)
+    }
+}
+
+impl ReportCache {
+    /// A cache of at most `budget` bytes of rendered reports and as much
+    /// of deployment reports' parts (0: keeps nothing).
+    pub fn with_budget(budget: usize) -> Self {
+        Self::with_budgets(budget, budget)
+    }
+
+    /// A cache of at most `rendered` bytes of rendered reports and `parts`
+    /// bytes of deployment reports' parts.
+    pub fn with_budgets(rendered: usize, parts: usize) -> Self {
+        Self {
+            rendered: Generations::with_budget(rendered),
+            parts: Generations::with_budget(parts),
+            as_of: Mutex::new((u64::MAX, None)),
+        }
+    }
+
+    /// The report kept for `key`, if it is right at `epoch` and `now`.
+    pub fn get(&self, key: &Key, epoch: u64, now: Timestamp) -> Lookup {
+        let judge = |entry: &Entry| match (entry.epoch == epoch, entry.validity.holds_at(now)) {
+            (true, true) => Some(Lookup::Hit(Arc::clone(&entry.rendered))),
+            (false, true) => Some(Lookup::Stale(Arc::clone(&entry.rendered), entry.validity)),
+            (_, false) => None,
+        };
+        self.rendered.get(key, judge).unwrap_or(Lookup::Miss)
+    }
+
+    /// Keeps `rendered` for `key`, right at `epoch` while `validity` holds.
+    pub fn put(&self, key: Key, rendered: Arc<Rendered>, epoch: u64, validity: Validity) {
+        if validity == Validity::Now {
+            return;
+        }
+        let entry = Entry {
+            rendered,
+            epoch,
+            validity,
+        };
+        self.rendered.put(key, entry);
+    }
+
+    /// The parts of deployment `id`'s report kept, if they are right at
+    /// `epoch` (the clock does not change them): kept at that epoch, or
+    /// computed from the deployment's own rows alone at an epoch after
+    /// which `unchanged_after` says none of them changed.
+    pub fn parts(
+        &self,
+        id: DeploymentId,
+        epoch: u64,
+        unchanged_after: impl FnOnce(u64) -> bool,
+    ) -> Option<Arc<DeploymentReportParts>> {
+        self.parts.get(&id, |entry| {
+            let right = entry.epoch == epoch
+                || (entry.parts.read_only_its_own_rows() && unchanged_after(entry.epoch));
+            right.then(|| Arc::clone(&entry.parts))
+        })
+    }
+
+    /// Keeps the parts of deployment `id`'s report, right at `epoch`.
+    pub fn put_parts(&self, id: DeploymentId, parts: Arc<DeploymentReportParts>, epoch: u64) {
+        self.parts.put(id, PartsEntry { parts, epoch });
     }
 
     /// The watermark at `epoch`: read with `read` once per epoch (after
@@ -375,18 +489,12 @@ impl ReportCache {
         Ok(as_of)
     }
 
-    /// Entries and bytes kept now (tests, diagnostics).
+    /// Entries and bytes kept now, rendered reports and parts together
+    /// (tests, diagnostics).
     pub fn size(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(n, b), shard| {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let bytes: usize = shard
-                .current
-                .iter()
-                .chain(shard.previous.iter())
-                .map(|(k, e)| e.bytes(k))
-                .sum();
-            (n + shard.current.len() + shard.previous.len(), b + bytes)
-        })
+        let (n, b) = self.rendered.size();
+        let (m, c) = self.parts.size();
+        (n + m, b + c)
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use audrey_core::query::{self, fingerprint, DeploymentFilter, DeploymentOrder};
+use audrey_core::query::{
+    self, fingerprint, DeploymentFilter, DeploymentOrder, DeploymentReportParts, ReportContext,
+};
 use audrey_core::rows::fnv1a;
 use audrey_core::rows::Deployment;
 use audrey_core::views::ViewRead;
@@ -319,13 +321,13 @@ async fn compute(
     let route = route.clone();
     tokio::task::spawn_blocking(move || run(&route, &query, format, &state))
         .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "a request handler panicked");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ))
-        })
+        .unwrap_or_else(|e| Err(panicked(e)))
+}
+
+/// The 500 of a request whose work on the blocking pool panicked.
+fn panicked(e: tokio::task::JoinError) -> ApiError {
+    tracing::error!(error = %e, "a request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 /// The reports the cache keeps: deployment, instance and service reports.
@@ -360,6 +362,25 @@ async fn cached(
         Lookup::Stale(rendered, validity) => Some((rendered, validity)),
         Lookup::Miss => None,
     };
+    // A deployment whose parts are kept: its report at this moment, with
+    // no store read.
+    if let Route::Deployment(id) = route {
+        let unchanged_after = |kept| !state.store.deployment_changed_after(*id, kept);
+        if let Some(parts) = state.reports.parts(*id, epoch, unchanged_after) {
+            let ctx = state.report_context();
+            let (rendered, validity) = if parts.instances() as i64 <= INLINE_DEPLOYMENT_INSTANCES {
+                render_deployment(&parts, format, stale, &ctx)
+            } else {
+                // Rendering a large one would hold up the worker thread.
+                tokio::task::spawn_blocking(move || render_deployment(&parts, format, stale, &ctx))
+                    .await
+                    .map_err(panicked)?
+            };
+            let answer = answer_of(&rendered, format, as_of);
+            state.reports.put(key, rendered, epoch, validity);
+            return Ok(answer);
+        }
+    }
     // A deployment's row says how large its report is: read once, on the
     // snapshot the report is then built from here (one view of the store).
     // No row: the 404 is answered from that read, here.
@@ -375,19 +396,15 @@ async fn cached(
         _ => (true, None),
     };
     let (rendered, validity) = if inline {
-        render_report(route, format, state, stale, read)?
+        render_report(route, format, state, stale, read, epoch)?
     } else {
         let state = Arc::clone(state);
         let route = route.clone();
-        tokio::task::spawn_blocking(move || render_report(&route, format, &state, stale, None))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a request handler panicked");
-                Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error",
-                ))
-            })?
+        tokio::task::spawn_blocking(move || {
+            render_report(&route, format, &state, stale, None, epoch)
+        })
+        .await
+        .unwrap_or_else(|e| Err(panicked(e)))?
     };
     let answer = answer_of(&rendered, format, as_of);
     state.reports.put(key, rendered, epoch, validity);
@@ -409,13 +426,15 @@ fn answer_of(rendered: &Rendered, format: Format, as_of: Option<Timestamp>) -> A
 /// same state: then its rendering is reused. With until when it reads
 /// the same. `read`: a snapshot taken after the as-of was read and the
 /// deployment's row read from it (to see the report's size), which the
-/// report is built from instead of reading the row again.
+/// report is built from instead of reading the row again. A deployment
+/// report's parts are kept for `epoch` (read before the snapshot).
 fn render_report<'s>(
     route: &Route,
     format: Format,
     state: &'s ApiState,
     stale: Option<(Arc<Rendered>, Validity)>,
     read: Option<(Reader<'s>, Deployment)>,
+    epoch: u64,
 ) -> Result<(Arc<Rendered>, Validity), ApiError> {
     let ctx = state.report_context();
     let (reader, deployment) = match read {
@@ -425,13 +444,18 @@ fn render_report<'s>(
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
     let (rendered, validity) = match route {
         Route::Deployment(id) => {
-            let r = match deployment {
-                Some(row) => query::deployment_report_of(&reader, row, &ctx)?,
-                None => query::deployment_report(&reader, *id, &ctx)?,
+            let row = match deployment {
+                Some(row) => Some(row),
+                None => reader.deployment(*id)?,
+            };
+            let parts = match row {
+                Some(row) => query::deployment_report_parts(&reader, row)?,
+                None => None,
             }
             .ok_or_else(|| no_deployment(*id))?;
-            let validity = Validity::of_deployment(&r, &ctx);
-            finish(&r, validity, xml::deployment, format, stale, ctx.now)
+            let parts = Arc::new(parts);
+            state.reports.put_parts(*id, Arc::clone(&parts), epoch);
+            render_deployment(&parts, format, stale, &ctx)
         }
         Route::Instance(id) => {
             let r = query::instance_report(&reader, *id, &ctx)?
@@ -448,6 +472,19 @@ fn render_report<'s>(
         _ => unreachable!("only reports the cache keeps come here"),
     };
     Ok((rendered, validity))
+}
+
+/// A deployment's report from its parts at `ctx.now`, rendered (or
+/// `stale` reused, as [`finish`] says).
+fn render_deployment(
+    parts: &DeploymentReportParts,
+    format: Format,
+    stale: Option<(Arc<Rendered>, Validity)>,
+    ctx: &ReportContext,
+) -> (Arc<Rendered>, Validity) {
+    let r = parts.at(ctx);
+    let validity = Validity::of_deployment(&r, ctx);
+    finish(&r, validity, xml::deployment, format, stale, ctx.now)
 }
 
 /// Renders a report in `format` with its ETag; or reuses `stale` when it
