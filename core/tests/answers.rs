@@ -67,18 +67,24 @@ fn registered_but_never_contacted_says_since_when() {
     );
 }
 
-#[test]
-fn a_service_running_is_followed_through_the_chain_and_compared_with_its_peers() {
+/// The blog, mysql's service running since 31 s, wordpress's http
+/// service run from 40 to 50 s: after 10 s mysql has run longer.
+fn mysql_running_since_31_s() -> Vec<Event> {
     let mut cs = DeploymentScript::new(BLOG);
     let mut events = blog_registered(&mut cs);
     events.extend([
         cs.contacted(30, MYSQL),
         cs.started(31, MYSQL, "mysql"),
-        // wordpress's http service took 10 s: mysql has run longer.
         cs.contacted(40, WORDPRESS),
         cs.started(40, WORDPRESS, "http"),
         cs.ended(50, WORDPRESS, "http", 0),
     ]);
+    events
+}
+
+#[test]
+fn a_service_running_is_followed_through_the_chain_and_compared_with_its_peers() {
+    let events = mysql_running_since_31_s();
     let b = blocked(&views_of(&events), BLOG).unwrap();
     assert_eq!(b.reason, BlockReason::ServiceRunning);
     assert_eq!(b.instance, instance(MYSQL));
@@ -128,22 +134,14 @@ fn a_service_running_is_followed_through_the_chain_and_compared_with_its_peers()
 /// report computed from the rows at that moment says.
 #[test]
 fn parts_kept_from_one_moment_give_the_report_of_any_later_one() {
-    let mut cs = DeploymentScript::new(BLOG);
-    let mut events = blog_registered(&mut cs);
-    events.extend([
-        cs.contacted(30, MYSQL),
-        cs.started(31, MYSQL, "mysql"),
-        cs.contacted(40, WORDPRESS),
-        cs.started(40, WORDPRESS, "http"),
-        cs.ended(50, WORDPRESS, "http", 0),
-        Event::Heartbeat(audrey_core::Heartbeat {
-            id: audrey_core::EventId::parse("beat-1").unwrap(),
-            source: audrey_core::Source::parse("/configserver/cs-01").unwrap(),
-            time: at(50),
-            version: "1.0".into(),
-            interval_seconds: 30,
-        }),
-    ]);
+    let mut events = mysql_running_since_31_s();
+    events.extend([Event::Heartbeat(audrey_core::Heartbeat {
+        id: audrey_core::EventId::parse("beat-1").unwrap(),
+        source: audrey_core::Source::parse("/configserver/cs-01").unwrap(),
+        time: at(50),
+        version: "1.0".into(),
+        interval_seconds: 30,
+    })]);
     let views = views_of(&events);
     let row = views.deployments[&deployment(BLOG)].clone();
     let parts = query::deployment_report_parts(&views, row)
