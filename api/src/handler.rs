@@ -368,7 +368,7 @@ async fn cached(
         let unchanged_after = |kept| !state.store.deployment_changed_after(*id, kept);
         if let Some(parts) = state.reports.parts(*id, epoch, unchanged_after) {
             let ctx = state.report_context();
-            let (rendered, validity) = if parts.instances() as i64 <= INLINE_DEPLOYMENT_INSTANCES {
+            let (rendered, validity) = if is_small(parts.instances() as i64) {
                 render_deployment(&parts, format, stale, &ctx)
             } else {
                 // Rendering a large one would hold up the worker thread.
@@ -388,7 +388,7 @@ async fn cached(
         Route::Deployment(id) => {
             let reader = state.store.reader();
             match reader.deployment(*id)? {
-                Some(row) if is_small(&row) => (true, Some((reader, row))),
+                Some(row) if is_small(row.tally.instances.total()) => (true, Some((reader, row))),
                 Some(_) => (false, None),
                 None => return Err(no_deployment(*id)),
             }
@@ -538,9 +538,10 @@ fn report_etag(state: u64, format: Format) -> String {
 /// requests (and the consumer) sharing that worker thread.
 const INLINE_DEPLOYMENT_INSTANCES: i64 = 64;
 
-/// Whether a deployment is small enough to report inline, by its row.
-fn is_small(row: &Deployment) -> bool {
-    row.tally.instances.total() <= INLINE_DEPLOYMENT_INSTANCES
+/// Whether a deployment of `instances` instances is small enough to
+/// report inline.
+fn is_small(instances: i64) -> bool {
+    instances <= INLINE_DEPLOYMENT_INSTANCES
 }
 
 /// The 404 of a deployment the store does not hold.
@@ -1152,8 +1153,9 @@ mod tests {
         let state = ApiState::new(store, Arc::new(Metrics::new()), ApiSettings::default());
 
         let row = |id| state.store.reader().deployment(id).unwrap().unwrap();
-        assert!(is_small(&row(DeploymentId::parse(BLOG).unwrap())));
-        assert!(!is_small(&row(large[0].deployment().unwrap())));
+        let instances = |row: Deployment| row.tally.instances.total();
+        assert!(is_small(instances(row(DeploymentId::parse(BLOG).unwrap()))));
+        assert!(!is_small(instances(row(large[0].deployment().unwrap()))));
     }
 
     #[tokio::test]

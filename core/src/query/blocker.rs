@@ -263,10 +263,7 @@ pub fn blocker(
         at = next.source_instance;
         if let Some(from) = seen.iter().position(|id| *id == at) {
             let cycle: Vec<InstanceId> = seen[from..].to_vec();
-            return Some(Blocker {
-                block: cycle_block(cycle, chain),
-                peers_longest_run: None,
-            });
+            return Some(Blocker::of(cycle_block(cycle, chain)));
         }
         seen.push(at);
     }

@@ -174,11 +174,13 @@ impl DeploymentReportParts {
     /// The report at `ctx.now`: the same as computing it from the rows then.
     pub fn at(&self, ctx: &ReportContext) -> DeploymentReport {
         let mut report = self.report.clone();
-        // As `Deployment::is_stalled` (the report has no deleted deployment).
-        report.stalled = report.status == Status::Incomplete
-            && report
-                .last_progress
-                .is_some_and(|t| t < ctx.now.plus_seconds(-ctx.stall_after_seconds));
+        // The report has no deleted deployment.
+        report.stalled = crate::rows::deployment::is_stalled(
+            report.status,
+            report.last_progress,
+            ctx.now,
+            ctx.stall_after_seconds,
+        );
         report.duration_seconds = self
             .first_event
             .map(|first| Seconds::between(first, report.completed.unwrap_or(ctx.now)));

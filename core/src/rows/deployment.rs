@@ -97,10 +97,7 @@ impl Deployment {
     /// Incomplete, and no event for longer than `stall_after` before `now`.
     pub fn is_stalled(&self, now: Timestamp, stall_after_seconds: f64) -> bool {
         self.deleted.is_none()
-            && self.status() == Status::Incomplete
-            && self
-                .last_progress
-                .is_some_and(|t| t < now.plus_seconds(-stall_after_seconds))
+            && is_stalled(self.status(), self.last_progress, now, stall_after_seconds)
     }
 
     pub fn name(&self) -> Option<&Name> {
@@ -115,4 +112,17 @@ impl Deployment {
         }
         counts
     }
+}
+
+/// Whether a deployment (not deleted) of `status` whose last progress was
+/// at `last_progress` is stalled at `now`: incomplete, and no event for
+/// longer than `stall_after_seconds`.
+pub fn is_stalled(
+    status: Status,
+    last_progress: Option<Timestamp>,
+    now: Timestamp,
+    stall_after_seconds: f64,
+) -> bool {
+    status == Status::Incomplete
+        && last_progress.is_some_and(|t| t < now.plus_seconds(-stall_after_seconds))
 }
