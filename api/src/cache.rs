@@ -16,23 +16,24 @@
 //! whose report computes to the same ETag again is then kept (its
 //! rendering is reused, not redone).
 //!
-//! As for the clock, a report is kept only when it reads the same until a
-//! known instant ([`Validity::of_deployment`] and friends): nothing in it
-//! runs (a running service's or instance's duration so far, an unfinished
-//! deployment's duration or its stalled flag, a blocker's "14 min ago"
-//! change at any time: such reports are never kept), and the config
-//! servers it lists stay running (until their heartbeat deadline) or down
-//! (until they are forgotten). Byte for byte, a kept report is what the
-//! uncached path renders at the same epoch and time, watermark included
-//! (the `as-of` is not part of the entry: it is put in when answering,
-//! from the latest epoch's).
+//! As for the clock, the durations still running (a deployment's,
+//! an instance's, a service's) are left out of the kept bytes and put in
+//! when answering ([`Rendered::running`]). Apart from them, instance and
+//! service reports read the same whatever the time; a deployment's is
+//! kept until a known instant ([`Validity::of_deployment`]): until it
+//! would be said stalled, its blocker's "14 min ago" or comparison with
+//! its peers would change, or one of its config servers would be said
+//! down (its heartbeat deadline) or forgotten. Byte for byte, a kept report is what the uncached path renders at the
+//! same epoch and time, watermark and durations included (the `as-of` is
+//! not part of the entry: it is put in when answering, from the latest
+//! epoch's).
 //!
 //! # A deployment report's parts
 //!
 //! Most of a deployment report's cost is reading and decoding its
-//! instances, and most deployments' reports change with the clock (an
-//! unfinished one's duration, its stalled flag, its blocker's "ago"), so
-//! that a rendered one is rarely kept. What its rows give is kept apart:
+//! instances, and a rendered report is retired by any batch that touches
+//! the views and whenever its clock-dependent text changes (its stalled
+//! flag, its blocker's "ago"). What its rows give is kept apart:
 //! the report's parts ([`DeploymentReportParts`]), from which the report
 //! of the moment is made and rendered without reading the store, byte for
 //! byte what the uncached path gives then. Parts computed from the
@@ -59,8 +60,8 @@ use std::sync::{Arc, Mutex};
 use audrey_core::domain::ConfigServerStatus;
 use audrey_core::projection::seconds_between;
 use audrey_core::query::{
-    ago_reads_the_same_for, BlockReason, BlockedOn, DeploymentReport, DeploymentReportParts,
-    InstanceReport, ReportContext, ServiceReport,
+    ago_reads_the_same_for, BlockedOn, DeploymentReport, DeploymentReportParts, ReportContext,
+    Seconds,
 };
 use audrey_core::{DeploymentId, InstanceId, Name, Status, Timestamp};
 
@@ -103,41 +104,68 @@ impl Key {
     }
 }
 
-/// A report rendered without its watermark.
+/// A report rendered without its watermark and without the durations
+/// that run (the two things in it that move without a batch).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub content_type: &'static str,
-    /// The body, without the `as-of` watermark.
+    /// The body, without the `as-of` watermark or running durations.
     pub body: Vec<u8>,
     /// Where the watermark goes in `body`, and whether it is the only
     /// member of a JSON object there (no comma after it).
     pub as_of_at: Option<(usize, bool)>,
+    /// Where the value of each duration still running goes in `body`
+    /// (after the watermark's place, in ascending order), and since when
+    /// it runs: an unfinished deployment's report is then kept, and each
+    /// answer gives its duration at the moment it is made.
+    pub running: Vec<(usize, Timestamp)>,
     /// The weak ETag of the state shown.
     pub etag: String,
 }
 
 impl Rendered {
-    /// The answer's body with the watermark put in: one copy.
-    pub fn body_with(&self, format: Format, as_of: Option<Timestamp>) -> Vec<u8> {
-        let (Some(as_of), Some((at, alone))) = (as_of, self.as_of_at) else {
+    /// The answer's body at `now`, with the watermark and the running
+    /// durations put in: one copy.
+    pub fn body_with(&self, format: Format, as_of: Option<Timestamp>, now: Timestamp) -> Vec<u8> {
+        let as_of = as_of.zip(self.as_of_at);
+        if as_of.is_none() && self.running.is_empty() {
             return self.body.clone();
-        };
-        let as_of = as_of.to_rfc3339();
-        let mut out = Vec::with_capacity(self.body.len() + as_of.len() + 16);
-        out.extend_from_slice(&self.body[..at]);
-        match format {
-            Format::Json => {
-                out.extend_from_slice(b"\"as_of\":\"");
-                out.extend_from_slice(as_of.as_bytes());
-                out.extend_from_slice(if alone { b"\"" } else { b"\"," });
-            }
-            Format::Xml => {
-                out.extend_from_slice(b" as-of=\"");
-                out.extend_from_slice(as_of.as_bytes());
-                out.push(b'"');
+        }
+        let mut out = Vec::with_capacity(self.body.len() + 48 + 16 * self.running.len());
+        let mut copied = 0;
+        if let Some((as_of, (at, alone))) = as_of {
+            let as_of = as_of.rfc3339();
+            let as_of = as_of.as_str();
+            out.extend_from_slice(&self.body[..at]);
+            copied = at;
+            match format {
+                Format::Json => {
+                    out.extend_from_slice(b"\"as_of\":\"");
+                    out.extend_from_slice(as_of.as_bytes());
+                    out.extend_from_slice(if alone { b"\"" } else { b"\"," });
+                }
+                Format::Xml => {
+                    out.extend_from_slice(b" as-of=\"");
+                    out.extend_from_slice(as_of.as_bytes());
+                    out.push(b'"');
+                }
             }
         }
-        out.extend_from_slice(&self.body[at..]);
+        for &(at, since) in &self.running {
+            debug_assert!(at >= copied, "running durations follow the watermark");
+            out.extend_from_slice(&self.body[copied..at]);
+            copied = at;
+            let seconds = Seconds::between(since, now);
+            match format {
+                // As the report's serialisation writes it.
+                Format::Json => {
+                    serde_json::to_writer(&mut out, &seconds).expect("a number always serialises")
+                }
+                // As `Xml::seconds` writes it (digits need no escaping).
+                Format::Xml => out.extend_from_slice(seconds.rounded().to_string().as_bytes()),
+            }
+        }
+        out.extend_from_slice(&self.body[copied..]);
         out
     }
 
@@ -147,11 +175,12 @@ impl Rendered {
     }
 }
 
-/// Until when a report reads the same, as far as the clock goes.
+/// Until when a report reads the same, as far as the clock goes, apart
+/// from its running durations ([`Rendered::running`]). An instance's or a
+/// service's report has nothing else that moves with the clock: it is
+/// [`Validity::Always`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validity {
-    /// Something in it changes with every moment: never kept.
-    Now,
     /// The same until (not including) this instant.
     Until(Timestamp),
     /// The same whatever the time.
@@ -162,7 +191,6 @@ impl Validity {
     /// Whether a report of this validity still reads the same at `now`.
     pub fn holds_at(self, now: Timestamp) -> bool {
         match self {
-            Validity::Now => false,
             Validity::Until(end) => now < end,
             Validity::Always => true,
         }
@@ -170,51 +198,42 @@ impl Validity {
 
     fn min(self, other: Validity) -> Validity {
         match (self, other) {
-            (Validity::Now, _) | (_, Validity::Now) => Validity::Now,
             (Validity::Always, v) | (v, Validity::Always) => v,
             (Validity::Until(a), Validity::Until(b)) => Validity::Until(a.min(b)),
         }
     }
 
-    /// A service report: the same forever once its current run ended (or
-    /// it never started); a running one's duration grows.
-    pub fn of_service(r: &ServiceReport) -> Validity {
-        if r.duration_seconds.is_some() && r.configuration_ended.is_none() {
-            Validity::Now
-        } else {
-            Validity::Always
-        }
-    }
-
-    /// An instance report: the same forever once it completed (or before
-    /// it registered) and none of its services runs.
-    pub fn of_instance(r: &InstanceReport) -> Validity {
-        let running = r.duration_seconds.is_some() && r.completed.is_none();
-        r.services
-            .iter()
-            .map(Validity::of_service)
-            .fold(Validity::Always, Validity::min)
-            .min(if running {
-                Validity::Now
-            } else {
-                Validity::Always
-            })
-    }
-
-    /// A deployment report: only a finished one (an unfinished one's
-    /// duration grows and it may become stalled), until its blocker's
-    /// explanation reads differently ("14 min ago" becomes "15 min ago"),
-    /// or one of its config servers would be said down (its heartbeat
-    /// deadline passed) or be forgotten.
-    pub fn of_deployment(r: &DeploymentReport, ctx: &ReportContext) -> Validity {
-        let running = r.duration_seconds.is_some() && r.completed.is_none();
-        if running || r.status == Status::Incomplete {
-            return Validity::Now;
-        }
+    /// A deployment report, apart from its duration while it runs (put
+    /// in when answering, see [`Rendered::running`]): until it would be
+    /// said stalled (an incomplete one with no progress), its running
+    /// blocker slower than its peers, or its blocker's explanation read
+    /// differently ("14 min ago" becomes "15 min ago"), or one of its
+    /// config servers would be said down (its heartbeat deadline passed)
+    /// or be forgotten.
+    pub fn of_deployment(
+        parts: &DeploymentReportParts,
+        r: &DeploymentReport,
+        ctx: &ReportContext,
+    ) -> Validity {
         let mut validity = match &r.blocked_on {
             Some(blocker) => Validity::of_blocker(blocker, ctx.now),
             None => Validity::Always,
         };
+        if r.status == Status::Incomplete && !r.stalled {
+            if let Some(progress) = r.last_progress {
+                // Stalled once `progress < now - after` (is_stalled).
+                let stalled = progress.plus_seconds(ctx.stall_after_seconds - 0.001);
+                validity = validity.min(Validity::Until(stalled));
+            }
+        }
+        let slower_later = r
+            .blocked_on
+            .as_ref()
+            .is_some_and(|b| b.slower_than_peers_seconds.is_none());
+        if let Some(from) = parts.slower_than_peers_from().filter(|_| slower_later) {
+            // Slower once its run so far passes the peers' longest.
+            validity = validity.min(Validity::Until(from.plus_seconds(-0.001)));
+        }
         for server in &r.config_servers {
             let Some(heard) = server.last_heartbeat else {
                 continue; // unknown: only a heartbeat (a batch) changes it
@@ -235,12 +254,8 @@ impl Validity {
 
     /// A blocker's explanation says how long ago what it names began and
     /// when the agent last made contact: it reads the same until one of
-    /// those spans, as people say them, changes. A running service's
-    /// blocker also compares its run so far with its peers': never kept.
+    /// those spans, as people say them, changes.
     fn of_blocker(b: &BlockedOn, now: Timestamp) -> Validity {
-        if b.reason == BlockReason::ServiceRunning || b.slower_than_peers_seconds.is_some() {
-            return Validity::Now;
-        }
         [b.since, b.last_contacted]
             .into_iter()
             .flatten()
@@ -435,9 +450,6 @@ impl ReportCache {
 
     /// Keeps `rendered` for `key`, right at `epoch` while `validity` holds.
     pub fn put(&self, key: Key, rendered: Arc<Rendered>, epoch: u64, validity: Validity) {
-        if validity == Validity::Now {
-            return;
-        }
         let entry = Entry {
             rendered,
             epoch,
@@ -507,12 +519,44 @@ mod tests {
             content_type: "application/json",
             body: vec![b'x'; n],
             as_of_at: None,
+            running: Vec::new(),
             etag: "W/\"0\"".into(),
         })
     }
 
     fn key(i: u8) -> Key {
         Key::Instance(InstanceId::from_bytes([i; 16]), Format::Json)
+    }
+
+    #[test]
+    fn a_running_duration_is_the_one_of_the_moment_of_the_answer() {
+        let since = Timestamp::from_unix_seconds(1_700_000_000);
+        let as_of = Some(since);
+        let kept = |body: &str, at: usize, format| {
+            let body = body.as_bytes().to_vec();
+            let rendered = Rendered {
+                content_type: "",
+                as_of_at: Some((1, false)),
+                body,
+                running: vec![(at, since)],
+                etag: String::new(),
+            };
+            let answer = |now| String::from_utf8(rendered.body_with(format, as_of, now)).unwrap();
+            (
+                answer(since.plus_seconds(12.5)),
+                answer(since.plus_seconds(3600.0)),
+            )
+        };
+        let json = r#"{"status":"incomplete","duration_seconds":,"instances":[]}"#;
+        let (early, late) = kept(json, json.find(":,").unwrap() + 1, Format::Json);
+        let start = r#"{"as_of":"2023-11-14T22:13:20Z","status":"incomplete","duration_seconds":"#;
+        assert_eq!(early, format!(r#"{start}12.5,"instances":[]}}"#));
+        assert_eq!(late, format!(r#"{start}3600.0,"instances":[]}}"#));
+        let xml = "<d><duration-seconds></duration-seconds></d>";
+        let (early, late) = kept(xml, xml.find("></").unwrap() + 1, Format::Xml);
+        let start = r#"<d as-of="2023-11-14T22:13:20Z"><duration-seconds>"#;
+        assert_eq!(early, format!("{start}12.5</duration-seconds></d>"));
+        assert_eq!(late, format!("{start}3600</duration-seconds></d>"));
     }
 
     #[test]
@@ -531,9 +575,6 @@ mod tests {
         cache.put(key(3), rendered(10), 7, Validity::Until(until));
         assert!(matches!(cache.get(&key(3), 7, now), Lookup::Hit(_)));
         assert!(matches!(cache.get(&key(3), 7, until), Lookup::Miss));
-
-        cache.put(key(4), rendered(10), 7, Validity::Now);
-        assert!(matches!(cache.get(&key(4), 7, now), Lookup::Miss));
     }
 
     #[test]

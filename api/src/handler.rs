@@ -357,8 +357,11 @@ async fn cached(
     let as_of = state
         .reports
         .as_of(epoch, || state.store.reader().as_of())?;
-    let stale = match state.reports.get(&key, epoch, Timestamp::now()) {
-        Lookup::Hit(rendered) => return Ok(answer_of(&rendered, format, as_of)),
+    // One moment for the whole answer: the report, and its durations.
+    let ctx = state.report_context();
+    let now = ctx.now;
+    let stale = match state.reports.get(&key, epoch, now) {
+        Lookup::Hit(rendered) => return Ok(answer_of(&rendered, format, as_of, now)),
         Lookup::Stale(rendered, validity) => Some((rendered, validity)),
         Lookup::Miss => None,
     };
@@ -367,7 +370,6 @@ async fn cached(
     if let Route::Deployment(id) = route {
         let unchanged_after = |kept| !state.store.deployment_changed_after(*id, kept);
         if let Some(parts) = state.reports.parts(*id, epoch, unchanged_after) {
-            let ctx = state.report_context();
             let (rendered, validity) = if is_small(parts.instances() as i64) {
                 render_deployment(&parts, format, stale, &ctx)
             } else {
@@ -376,7 +378,7 @@ async fn cached(
                     .await
                     .map_err(panicked)?
             };
-            let answer = answer_of(&rendered, format, as_of);
+            let answer = answer_of(&rendered, format, as_of, now);
             state.reports.put(key, rendered, epoch, validity);
             return Ok(answer);
         }
@@ -396,27 +398,32 @@ async fn cached(
         _ => (true, None),
     };
     let (rendered, validity) = if inline {
-        render_report(route, format, state, stale, read, epoch)?
+        render_report(route, format, state, &ctx, stale, read, epoch)?
     } else {
         let state = Arc::clone(state);
         let route = route.clone();
         tokio::task::spawn_blocking(move || {
-            render_report(&route, format, &state, stale, None, epoch)
+            render_report(&route, format, &state, &ctx, stale, None, epoch)
         })
         .await
         .unwrap_or_else(|e| Err(panicked(e)))?
     };
-    let answer = answer_of(&rendered, format, as_of);
+    let answer = answer_of(&rendered, format, as_of, now);
     state.reports.put(key, rendered, epoch, validity);
     Ok(answer)
 }
 
-/// A 200 with a rendered report and the watermark.
-fn answer_of(rendered: &Rendered, format: Format, as_of: Option<Timestamp>) -> Answer {
+/// A 200 with a rendered report at `now` and the watermark.
+fn answer_of(
+    rendered: &Rendered,
+    format: Format,
+    as_of: Option<Timestamp>,
+    now: Timestamp,
+) -> Answer {
     Answer {
         status: StatusCode::OK,
         content_type: rendered.content_type,
-        body: rendered.body_with(format, as_of),
+        body: rendered.body_with(format, as_of, now),
         etag: Some(rendered.etag.clone()),
     }
 }
@@ -432,11 +439,11 @@ fn render_report<'s>(
     route: &Route,
     format: Format,
     state: &'s ApiState,
+    ctx: &ReportContext,
     stale: Option<(Arc<Rendered>, Validity)>,
     read: Option<(Reader<'s>, Deployment)>,
     epoch: u64,
 ) -> Result<(Arc<Rendered>, Validity), ApiError> {
-    let ctx = state.report_context();
     let (reader, deployment) = match read {
         Some((reader, row)) => (reader, Some(row)),
         None => (state.store.reader(), None),
@@ -455,19 +462,36 @@ fn render_report<'s>(
             .ok_or_else(|| no_deployment(*id))?;
             let parts = Arc::new(parts);
             state.reports.put_parts(*id, Arc::clone(&parts), epoch);
-            render_deployment(&parts, format, stale, &ctx)
+            render_deployment(&parts, format, stale, ctx)
         }
         Route::Instance(id) => {
-            let r = query::instance_report(&reader, *id, &ctx)?
+            let r = query::instance_report(&reader, *id, ctx)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?;
-            let validity = Validity::of_instance(&r);
-            finish(&r, validity, xml::instance, format, stale, ctx.now)
+            let durations = r.durations();
+            finish(
+                &r,
+                Validity::Always,
+                xml::instance,
+                format,
+                stale,
+                ctx.now,
+                &durations,
+            )
         }
         Route::Service(id, name) => {
-            let r = query::service_report(&reader, *id, name, &ctx)?
+            let r = query::service_report(&reader, *id, name, ctx)?
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
-            let validity = Validity::of_service(&r);
-            finish(&r, validity, xml::service, format, stale, ctx.now)
+            let durations = r.durations();
+            let durations = durations.as_slice();
+            finish(
+                &r,
+                Validity::Always,
+                xml::service,
+                format,
+                stale,
+                ctx.now,
+                durations,
+            )
         }
         _ => unreachable!("only reports the cache keeps come here"),
     };
@@ -483,15 +507,27 @@ fn render_deployment(
     ctx: &ReportContext,
 ) -> (Arc<Rendered>, Validity) {
     let r = parts.at(ctx);
-    let validity = Validity::of_deployment(&r, ctx);
-    finish(&r, validity, xml::deployment, format, stale, ctx.now)
+    let validity = Validity::of_deployment(parts, &r, ctx);
+    let durations = parts.durations();
+    let durations = durations.as_slice();
+    finish(
+        &r,
+        validity,
+        xml::deployment,
+        format,
+        stale,
+        ctx.now,
+        durations,
+    )
 }
 
 /// Renders a report in `format` with its ETag; or reuses `stale` when it
 /// names the same state, nothing in the report runs and what the clock
 /// changes in it (an "ago", a config server's status) still reads as when
 /// `stale` was rendered at `now`: then the bytes are the same, as the
-/// fingerprint leaves out only what moves with the clock.
+/// fingerprint leaves out only what moves with the clock. `durations`:
+/// the report's durations in the order it writes them, with the start of
+/// each still running, whose value is left out of the bytes kept.
 fn finish<R: Serialize + std::hash::Hash>(
     report: &R,
     validity: Validity,
@@ -499,11 +535,11 @@ fn finish<R: Serialize + std::hash::Hash>(
     format: Format,
     stale: Option<(Arc<Rendered>, Validity)>,
     now: Timestamp,
+    durations: &[Option<Timestamp>],
 ) -> (Arc<Rendered>, Validity) {
     let etag = report_etag(fingerprint(report), format);
-    let same = |(rendered, kept): &(Arc<Rendered>, Validity)| {
-        rendered.etag == etag && validity != Validity::Now && kept.holds_at(now)
-    };
+    let same =
+        |(rendered, kept): &(Arc<Rendered>, Validity)| rendered.etag == etag && kept.holds_at(now);
     if let Some((rendered, _)) = stale.filter(same) {
         return (rendered, validity);
     }
@@ -516,12 +552,14 @@ fn finish<R: Serialize + std::hash::Hash>(
     };
     // Kept for long: only the bytes it needs (renderers grow by doubling).
     let mut body = body;
+    let running = cut_durations(&mut body, format, durations);
     body.shrink_to_fit();
     let as_of_at = as_of_point(&body, format);
     let rendered = Rendered {
         content_type,
         body,
         as_of_at,
+        running,
         etag,
     };
     (Arc::new(rendered), validity)
@@ -701,9 +739,53 @@ fn with_as_of(body: Vec<u8>, format: Format, as_of: Option<Timestamp>) -> Vec<u8
         content_type: "",
         as_of_at: as_of_point(&body, format),
         body,
+        running: Vec::new(),
         etag: String::new(),
     };
-    rendered.body_with(format, as_of)
+    rendered.body_with(format, as_of, Timestamp::now())
+}
+
+/// Takes the values of the durations still running out of a report's
+/// rendered `body`; `durations` are all the durations it shows, in order,
+/// with the start of those still running. A duration is the value of a
+/// `duration_seconds` member in JSON (a string's quotes are escaped, so
+/// no text can look like one), or the text of a `<duration-seconds>`
+/// element in XML (text escapes `<`); all follow the watermark's place.
+/// Where each value was, with its start.
+fn cut_durations(
+    body: &mut Vec<u8>,
+    format: Format,
+    durations: &[Option<Timestamp>],
+) -> Vec<(usize, Timestamp)> {
+    let (opening, ends): (&[u8], &[u8]) = match format {
+        Format::Json => (b"\"duration_seconds\":", b",}"),
+        Format::Xml => (b"<duration-seconds>", b"<"),
+    };
+    let mut running = Vec::new();
+    let mut from = 0;
+    for duration in durations {
+        let Some(found) = body[from..]
+            .windows(opening.len())
+            .position(|w| w == opening)
+        else {
+            debug_assert!(false, "a report shows each of its durations");
+            break;
+        };
+        let at = from + found + opening.len();
+        let len = body[at..]
+            .iter()
+            .position(|b| ends.contains(b))
+            .unwrap_or(0);
+        match duration {
+            Some(since) => {
+                body.drain(at..at + len);
+                running.push((at, *since));
+                from = at;
+            }
+            None => from = at + len,
+        }
+    }
+    running
 }
 
 /// Where the watermark goes in a rendered report (see

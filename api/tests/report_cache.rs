@@ -2,18 +2,21 @@
 //! whatever was applied since and whatever the time: two servers over one
 //! store, one with the cache, one without, asked for every report after
 //! every batch; and reports rendered at different times where the cache
-//! says they read the same.
+//! says they read the same. A duration still running is the one figure
+//! that differs from one answer to the next: it is compared apart.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use audrey_api::cache::{ReportCache, Validity};
+use audrey_api::cache::{Key, Lookup, ReportCache, Validity};
+use audrey_api::routes::Format;
 use audrey_api::{xml, ApiSettings, ApiState, Metrics};
-use audrey_core::query::{self, ReportContext};
+use audrey_core::query::{self, ReportContext, Seconds};
 use audrey_core::scenario::{ConfigServerScript, Shape};
-use audrey_core::{Event, Timestamp};
+use audrey_core::views::ViewRead;
+use audrey_core::{DeploymentId, Event, Timestamp};
 use audrey_store::Store;
 
 /// One answer: status, ETag, body.
@@ -61,6 +64,46 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Reply {
         body,
     }
 }
+
+/// A report's body with the values of its durations taken out, and
+/// those values in order: a running one is the moment's.
+fn without_durations(body: &[u8]) -> (String, Vec<f64>) {
+    let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+    let (opening, ends): (&str, &[char]) = if text.starts_with('{') {
+        ("\"duration_seconds\":", &[',', '}'])
+    } else {
+        ("<duration-seconds>", &['<'])
+    };
+    let (mut rest, mut out, mut values) = (text.as_str(), String::new(), Vec::new());
+    while let Some(found) = rest.find(opening) {
+        let at = found + opening.len();
+        let len = rest[at..].find(ends).expect("its end");
+        values.push(rest[at..at + len].parse().expect("seconds"));
+        out.push_str(&rest[..at]);
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    (out, values)
+}
+
+/// A deployment's report at `ctx.now` and until when the cache may keep
+/// it; whether its duration still runs.
+fn deployment_report_validity(
+    reader: &impl ViewRead,
+    id: DeploymentId,
+    ctx: &ReportContext,
+) -> Option<(Validity, bool)> {
+    let row = reader.deployment(id).ok()??;
+    let parts = query::deployment_report_parts(reader, row).ok()??;
+    let r = parts.at(ctx);
+    Some((
+        Validity::of_deployment(&parts, &r, ctx),
+        parts.durations().flatten().is_some(),
+    ))
+}
+
+/// The cache's key of a report in either format.
+type KeyOf = Box<dyn Fn(Format) -> Key>;
 
 fn unchunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -156,6 +199,7 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
     let deployments: BTreeSet<_> = all.iter().filter_map(Event::deployment).collect();
     let instances: BTreeSet<_> = all.iter().filter_map(Event::instance).collect();
     let mut kept_reports = 0;
+    let mut kept_running = 0;
     let mut hits_checked = 0;
     for chunk in all.chunks(all.len() / 6 + 1) {
         store.apply_batch(chunk).unwrap();
@@ -165,27 +209,41 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
         let reader = store.reader();
         let mut paths = Vec::new();
         for d in &deployments {
-            let validity = query::deployment_report(&reader, *d, &ctx)
-                .unwrap()
-                .map(|r| Validity::of_deployment(&r, &ctx));
-            paths.push((format!("/reports/deployment/{d}"), validity));
+            let report = deployment_report_validity(&reader, *d, &ctx);
+            let running = report.is_some_and(|(_, running)| running);
+            let d = *d;
+            let key: KeyOf = Box::new(move |format| Key::Deployment(d, format));
+            paths.push((
+                format!("/reports/deployment/{d}"),
+                report.map(|(validity, _)| validity),
+                running.then_some(key),
+            ));
         }
         for i in &instances {
-            let report = query::instance_report(&reader, *i, &ctx).unwrap();
+            let i = *i;
+            let report = query::instance_report(&reader, i, &ctx).unwrap();
             if let Some(r) = &report {
                 for s in &r.services {
+                    let name = s.name.clone();
+                    let key: KeyOf = Box::new(move |f| Key::Service(i, name.clone(), f));
                     paths.push((
                         format!("/reports/instance/{i}/service/{}", s.name.as_str()),
-                        Some(Validity::of_service(s)),
+                        Some(Validity::Always),
+                        s.durations().flatten().map(|_| key),
                     ));
                 }
             }
+            let running = report
+                .as_ref()
+                .is_some_and(|r| r.durations().iter().any(Option::is_some));
+            let key: KeyOf = Box::new(move |format| Key::Instance(i, format));
             paths.push((
                 format!("/reports/instance/{i}"),
-                report.map(|r| Validity::of_instance(&r)),
+                report.map(|_| Validity::Always),
+                running.then_some(key),
             ));
         }
-        for (path, validity) in &paths {
+        for (path, validity, running) in &paths {
             for accept in ["application/xml", "application/json"] {
                 let headers = [("Accept", accept)];
                 let first = get(cached_port, path, &headers);
@@ -197,8 +255,53 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
                 match validity {
                     // Unknown yet: 404 on both.
                     None => assert_eq!(first, plain, "{path}"),
-                    // A running duration: only the ETag is the same.
-                    Some(Validity::Now) => {}
+                    // Kept but for its running durations, which are the
+                    // moment's: the rest is the same, and they grow from
+                    // one answer to the next (asked for in this order).
+                    Some(_) if running.is_some() => {
+                        let (first, first_s) = without_durations(&first.body);
+                        let (second, second_s) = without_durations(&second.body);
+                        let (plain, plain_s) = without_durations(&plain.body);
+                        assert_eq!(first, plain, "{path} {accept}");
+                        assert_eq!(first, second, "{path} {accept}: the kept copy");
+                        let apart = |a: &[f64], b: &[f64]| {
+                            assert_eq!(a.len(), b.len(), "{path} {accept}");
+                            a.iter().zip(b).map(|(a, b)| b - a).collect::<Vec<_>>()
+                        };
+                        let grown = apart(&first_s, &second_s)
+                            .into_iter()
+                            .chain(apart(&second_s, &plain_s));
+                        assert!(
+                            grown.clone().all(|d| d >= 0.0),
+                            "{path} {accept}: {first_s:?} {second_s:?} {plain_s:?}"
+                        );
+                        assert!(
+                            grown.clone().all(|d| d < 5.0),
+                            "{path}: {first_s:?} {plain_s:?}"
+                        );
+                        // Kept, and answered with the durations of the
+                        // moment, not the ones it was rendered with.
+                        let format = match accept {
+                            "application/xml" => Format::Xml,
+                            _ => Format::Json,
+                        };
+                        let key = running.as_ref().unwrap()(format);
+                        let lookup = cached.reports.get(&key, store.writes(), Timestamp::now());
+                        assert!(
+                            matches!(lookup, Lookup::Hit(_)),
+                            "{path} {accept}: not kept"
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(3));
+                        let later = get(cached_port, path, &headers);
+                        let (later, later_s) = without_durations(&later.body);
+                        assert_eq!(later, second, "{path} {accept}");
+                        let moved = apart(&second_s, &later_s);
+                        assert!(
+                            moved.iter().all(|d| *d >= 0.0) && moved.iter().any(|d| *d > 0.0),
+                            "{path} {accept}: {second_s:?} {later_s:?}"
+                        );
+                        kept_running += 1;
+                    }
                     Some(_) => {
                         kept_reports += 1;
                         assert_eq!(
@@ -226,6 +329,10 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
         "only {kept_reports} reports could be kept"
     );
     assert!(hits_checked > 50);
+    assert!(
+        kept_running > 4,
+        "only {kept_running} reports with a running duration were kept"
+    );
     assert!(cached.reports.size().0 > 0, "the cache kept nothing");
     assert_eq!(
         plain.reports.size(),
@@ -245,18 +352,26 @@ fn a_kept_report_reads_the_same_until_its_validity_ends() {
     let at = |t: Timestamp| ReportContext::at(t);
     let deployments: BTreeSet<_> = all.iter().filter_map(Event::deployment).collect();
     let instances: BTreeSet<_> = all.iter().filter_map(Event::instance).collect();
-    let (mut until, mut always, mut never) = (0, 0, 0);
+    let (mut until, mut always, mut running_kept) = (0, 0, 0);
     for d in &deployments {
+        let (validity, running) = deployment_report_validity(&reader, *d, &at(now)).unwrap();
+        // Both formats, with a running duration taken out.
         let render = |t| {
-            query::deployment_report(&reader, *d, &at(t))
+            let r = query::deployment_report(&reader, *d, &at(t))
                 .unwrap()
-                .map(|r| (xml::deployment(&r), serde_json::to_vec(&r).unwrap()))
+                .unwrap();
+            let (xml, json) = (xml::deployment(&r), serde_json::to_vec(&r).unwrap());
+            if running {
+                let ((xml, xml_s), (json, json_s)) =
+                    (without_durations(&xml), without_durations(&json));
+                assert_eq!(xml_s, json_s, "{d}");
+                (xml.into_bytes(), json.into_bytes())
+            } else {
+                (xml, json)
+            }
         };
-        let r = query::deployment_report(&reader, *d, &at(now))
-            .unwrap()
-            .unwrap();
-        match Validity::of_deployment(&r, &at(now)) {
-            Validity::Now => never += 1,
+        running_kept += usize::from(running);
+        match validity {
             Validity::Always => {
                 always += 1;
                 assert_eq!(render(now), render(now.plus_seconds(365.0 * 86_400.0)));
@@ -272,41 +387,74 @@ fn a_kept_report_reads_the_same_until_its_validity_ends() {
             }
         }
     }
+    assert!(until > 0, "{until} {always}");
+    assert!(running_kept > 0, "no running deployment's report is kept");
+
+    // Instance and service reports: the same whatever the time, but for
+    // their running durations, each the seconds since the start that
+    // `durations` gives.
+    let (mut running, mut finished) = (0, 0);
+    let check = |what: &str,
+                 at_time: &dyn Fn(Timestamp) -> (Vec<u8>, Vec<u8>),
+                 starts: &[Option<Timestamp>]| {
+        let year = now.plus_seconds(365.0 * 86_400.0);
+        let mut seen = Vec::new();
+        for t in [now, year] {
+            let (xml, json) = at_time(t);
+            let ((xml, xml_s), (json, json_s)) =
+                (without_durations(&xml), without_durations(&json));
+            assert_eq!(xml_s, json_s, "{what}");
+            assert_eq!(
+                xml_s.len(),
+                starts.len(),
+                "{what}: a start for each duration"
+            );
+            for (shown, start) in xml_s.iter().zip(starts) {
+                if let Some(start) = start {
+                    assert_eq!(*shown, Seconds::between(*start, t).rounded(), "{what}");
+                }
+            }
+            let ended: Vec<f64> = xml_s
+                .iter()
+                .zip(starts)
+                .filter(|(_, s)| s.is_none())
+                .map(|(v, _)| *v)
+                .collect();
+            seen.push((xml, json, ended));
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "{what}: the same a year later but for its running durations"
+        );
+    };
     for i in &instances {
-        let render = |t| {
+        let report = |t| {
             query::instance_report(&reader, *i, &at(t))
                 .unwrap()
-                .map(|r| (xml::instance(&r), serde_json::to_vec(&r).unwrap()))
+                .unwrap()
         };
-        let r = query::instance_report(&reader, *i, &at(now))
-            .unwrap()
-            .unwrap();
-        match Validity::of_instance(&r) {
-            Validity::Now => {
-                never += 1;
-                assert_ne!(render(now), render(now.plus_seconds(1.0)), "{i}");
-            }
-            Validity::Always => {
-                always += 1;
-                assert_eq!(render(now), render(now.plus_seconds(365.0 * 86_400.0)));
-            }
-            Validity::Until(_) => panic!("instance reports have no config servers"),
+        let r = report(now);
+        let starts = r.durations();
+        if starts.iter().any(Option::is_some) {
+            running += 1;
+        } else {
+            finished += 1;
         }
+        let at_time = |t| {
+            let r = report(t);
+            (xml::instance(&r), serde_json::to_vec(&r).unwrap())
+        };
+        check(&format!("{i}"), &at_time, &starts);
         for s in &r.services {
             let at_time = |t| {
-                query::service_report(&reader, *i, &s.name, &at(t))
+                let r = query::service_report(&reader, *i, &s.name, &at(t))
                     .unwrap()
-                    .map(|r| (xml::service(&r), serde_json::to_vec(&r).unwrap()))
+                    .unwrap();
+                (xml::service(&r), serde_json::to_vec(&r).unwrap())
             };
-            if Validity::of_service(s) == Validity::Always {
-                assert_eq!(at_time(now), at_time(now.plus_seconds(86_400.0)));
-            } else {
-                assert_ne!(at_time(now), at_time(now.plus_seconds(1.0)));
-            }
+            let starts: Vec<_> = s.durations().into_iter().collect();
+            check(&format!("{i} {}", s.name.as_str()), &at_time, &starts);
         }
     }
-    assert!(
-        until > 0 && always > 0 && never > 0,
-        "{until} {always} {never}"
-    );
+    assert!(running > 0 && finished > 0, "{running} {finished}");
 }

@@ -174,6 +174,12 @@ impl Blocker {
         block
     }
 
+    /// When a running service's run becomes longer than its peers'
+    /// longest: [`Blocker::at`] says it is slower from just after then.
+    pub fn slower_than_peers_from(&self) -> Option<Timestamp> {
+        Some(self.block.since?.plus_seconds(self.peers_longest_run?))
+    }
+
     /// Heap and inline bytes it holds, roughly (a cache's budget).
     pub fn bytes(&self) -> usize {
         let b = &self.block;

@@ -207,6 +207,23 @@ impl DeploymentReportParts {
         report
     }
 
+    /// Where its report's duration starts, if it shows one, when the
+    /// deployment is not complete (`None` when it is): the one figure of
+    /// its report that changes every moment. A reader that keeps the rest
+    /// of a report puts in the seconds from then to the moment it answers
+    /// (see [`InstanceReport::durations`]).
+    pub fn durations(&self) -> Option<Option<Timestamp>> {
+        self.first_event
+            .map(|first| Some(first).filter(|_| self.report.completed.is_none()))
+    }
+
+    /// When its blocker, a service still running, will have run longer
+    /// than every run of the deployment's other services that ended: from
+    /// then on its report says it is slower than its peers.
+    pub fn slower_than_peers_from(&self) -> Option<Timestamp> {
+        self.blocker.as_ref()?.slower_than_peers_from()
+    }
+
     /// Whether they were computed only from its own rows: the
     /// deployment's, its instances' and its config servers'. Such parts
     /// hold while none of those rows changes; others, only while nothing
@@ -323,6 +340,21 @@ pub struct InstanceReport {
     pub pending_return_parameters: Vec<Name>,
 }
 
+impl InstanceReport {
+    /// Where each duration it shows starts, in the order it shows them
+    /// (its own, then its services'), for one still running; `None` for
+    /// one that ended. A running duration is the one thing in an instance
+    /// report that changes with the clock.
+    pub fn durations(&self) -> Vec<Option<Timestamp>> {
+        let own = self
+            .duration_seconds
+            .map(|_| self.registered.filter(|_| self.completed.is_none()));
+        own.into_iter()
+            .chain(self.services.iter().flat_map(ServiceReport::durations))
+            .collect()
+    }
+}
+
 /// One service of one instance.
 #[derive(Debug, Clone, PartialEq, Hash, Serialize)]
 pub struct ServiceReport {
@@ -342,6 +374,18 @@ pub struct ServiceReport {
     pub duration_seconds: Option<Seconds>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved_service_parameters: Vec<UnresolvedParameter>,
+}
+
+impl ServiceReport {
+    /// Its duration, if it shows one: since when it runs when its current
+    /// run has not ended, `None` when it has (see
+    /// [`InstanceReport::durations`]).
+    pub fn durations(&self) -> Option<Option<Timestamp>> {
+        self.duration_seconds.map(|_| {
+            self.configuration_started
+                .filter(|_| self.configuration_ended.is_none())
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
