@@ -10,11 +10,14 @@
 //! *epoch* (`Store::writes`, counted by the store after the write,
 //! whichever path wrote: ingest, retention, import). An
 //! entry remembers the epoch read *before* the snapshot it was computed
-//! from, so it holds everything applied up to that epoch; it serves only
-//! while the epoch has not moved. The consumer does not say which
-//! entities a batch touched, so a batch retires every entry; an entry
-//! whose report computes to the same ETag again is then kept (its
-//! rendering is reused, not redone).
+//! from, so it holds everything applied up to that epoch; it serves
+//! while the epoch has not moved. A deployment report made from its own
+//! rows alone (its row, its instances', its config servers': see the
+//! parts below) serves after too, until the store says one of those rows
+//! may have changed (`Store::deployment_changed_after`, [`Reach`]). Any
+//! other entry is retired by the next batch; one whose report computes
+//! to the same ETag again is then kept (its rendering is reused, not
+//! redone).
 //!
 //! As for the clock, the durations still running (a deployment's,
 //! an instance's, a service's) are left out of the kept bytes and put in
@@ -273,11 +276,35 @@ impl Validity {
     }
 }
 
+/// How far a kept report stays right as batches are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// At the epoch it was made at only: a batch may have changed any of
+    /// the rows it read.
+    Epoch,
+    /// Also after, while the store says none of its deployment's rows
+    /// changed: a deployment report made from its own rows alone.
+    ItsRows,
+}
+
+impl Reach {
+    /// How far a deployment report made from `parts` reaches.
+    pub fn of(parts: &DeploymentReportParts) -> Reach {
+        if parts.read_only_its_own_rows() {
+            Reach::ItsRows
+        } else {
+            Reach::Epoch
+        }
+    }
+}
+
 /// One kept report.
 struct Entry {
     rendered: Arc<Rendered>,
     /// The epoch it is right for.
     epoch: u64,
+    /// And after it, while its deployment's rows stay the same.
+    reach: Reach,
     validity: Validity,
 }
 
@@ -438,21 +465,42 @@ impl ReportCache {
         }
     }
 
-    /// The report kept for `key`, if it is right at `epoch` and `now`.
-    pub fn get(&self, key: &Key, epoch: u64, now: Timestamp) -> Lookup {
-        let judge = |entry: &Entry| match (entry.epoch == epoch, entry.validity.holds_at(now)) {
-            (true, true) => Some(Lookup::Hit(Arc::clone(&entry.rendered))),
-            (false, true) => Some(Lookup::Stale(Arc::clone(&entry.rendered), entry.validity)),
-            (_, false) => None,
+    /// The report kept for `key`, if it is right at `epoch` and `now`: kept
+    /// at that epoch, or (made from its deployment's own rows alone) at an
+    /// epoch after which `unchanged_after` says none of them changed.
+    pub fn get(
+        &self,
+        key: &Key,
+        epoch: u64,
+        now: Timestamp,
+        unchanged_after: impl FnOnce(u64) -> bool,
+    ) -> Lookup {
+        let judge = |entry: &Entry| {
+            let right = entry.epoch == epoch
+                || (entry.reach == Reach::ItsRows && unchanged_after(entry.epoch));
+            match (right, entry.validity.holds_at(now)) {
+                (true, true) => Some(Lookup::Hit(Arc::clone(&entry.rendered))),
+                (false, true) => Some(Lookup::Stale(Arc::clone(&entry.rendered), entry.validity)),
+                (_, false) => None,
+            }
         };
         self.rendered.get(key, judge).unwrap_or(Lookup::Miss)
     }
 
-    /// Keeps `rendered` for `key`, right at `epoch` while `validity` holds.
-    pub fn put(&self, key: Key, rendered: Arc<Rendered>, epoch: u64, validity: Validity) {
+    /// Keeps `rendered` for `key`, right at `epoch` (and as far as
+    /// `reach` says) while `validity` holds.
+    pub fn put(
+        &self,
+        key: Key,
+        rendered: Arc<Rendered>,
+        epoch: u64,
+        validity: Validity,
+        reach: Reach,
+    ) {
         let entry = Entry {
             rendered,
             epoch,
+            reach,
             validity,
         };
         self.rendered.put(key, entry);
@@ -532,11 +580,13 @@ mod tests {
     fn a_running_duration_is_the_one_of_the_moment_of_the_answer() {
         let since = Timestamp::from_unix_seconds(1_700_000_000);
         let as_of = Some(since);
+        // The watermark goes after `{`, or after the root's name.
         let kept = |body: &str, at: usize, format| {
+            let as_of_at = if format == Format::Json { 1 } else { 2 };
             let body = body.as_bytes().to_vec();
             let rendered = Rendered {
                 content_type: "",
-                as_of_at: Some((1, false)),
+                as_of_at: Some((as_of_at, false)),
                 body,
                 running: vec![(at, since)],
                 etag: String::new(),
@@ -563,18 +613,52 @@ mod tests {
     fn an_entry_serves_only_its_epoch_and_its_time() {
         let cache = ReportCache::with_budget(1 << 20);
         let now = Timestamp::from_unix_seconds(1_800_000_000);
-        cache.put(key(1), rendered(10), 7, Validity::Always);
-        assert!(matches!(cache.get(&key(1), 7, now), Lookup::Hit(_)));
+        cache.put(key(1), rendered(10), 7, Validity::Always, Reach::Epoch);
         assert!(matches!(
-            cache.get(&key(1), 8, now),
+            cache.get(&key(1), 7, now, |_| false),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            cache.get(&key(1), 8, now, |_| false),
             Lookup::Stale(_, Validity::Always)
         ));
-        assert!(matches!(cache.get(&key(2), 7, now), Lookup::Miss));
+        assert!(matches!(
+            cache.get(&key(2), 7, now, |_| false),
+            Lookup::Miss
+        ));
 
         let until = now.plus_seconds(1.0);
-        cache.put(key(3), rendered(10), 7, Validity::Until(until));
-        assert!(matches!(cache.get(&key(3), 7, now), Lookup::Hit(_)));
-        assert!(matches!(cache.get(&key(3), 7, until), Lookup::Miss));
+        // Made from a deployment's own rows: right after its epoch while
+        // they stay the same.
+        cache.put(key(5), rendered(10), 7, Validity::Always, Reach::ItsRows);
+        assert!(matches!(
+            cache.get(&key(5), 9, now, |kept| kept == 7),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            cache.get(&key(5), 9, now, |_| false),
+            Lookup::Stale(..)
+        ));
+        assert!(matches!(
+            cache.get(&key(1), 9, now, |_| true),
+            Lookup::Stale(..)
+        ));
+
+        cache.put(
+            key(3),
+            rendered(10),
+            7,
+            Validity::Until(until),
+            Reach::Epoch,
+        );
+        assert!(matches!(
+            cache.get(&key(3), 7, now, |_| false),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            cache.get(&key(3), 7, until, |_| false),
+            Lookup::Miss
+        ));
     }
 
     #[test]
@@ -583,16 +667,22 @@ mod tests {
         let cache = ReportCache::with_budget(budget);
         let now = Timestamp::from_unix_seconds(1_800_000_000);
         for i in 0..=255u8 {
-            cache.put(key(i), rendered(1000), 1, Validity::Always);
+            cache.put(key(i), rendered(1000), 1, Validity::Always, Reach::Epoch);
             // The first report is asked for all along: it stays.
-            assert!(matches!(cache.get(&key(0), 1, now), Lookup::Hit(_)), "{i}");
+            assert!(
+                matches!(cache.get(&key(0), 1, now, |_| false), Lookup::Hit(_)),
+                "{i}"
+            );
             assert!(cache.size().1 <= budget);
         }
         let (entries, bytes) = cache.size();
         assert!(entries > 10 && bytes > budget / 3, "{entries} {bytes}");
         // Larger than a generation of a shard: not kept.
-        cache.put(key(9), rendered(budget), 1, Validity::Always);
-        assert!(matches!(cache.get(&key(9), 1, now), Lookup::Miss));
+        cache.put(key(9), rendered(budget), 1, Validity::Always, Reach::Epoch);
+        assert!(matches!(
+            cache.get(&key(9), 1, now, |_| false),
+            Lookup::Miss
+        ));
     }
 
     #[test]

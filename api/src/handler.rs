@@ -15,7 +15,7 @@ use audrey_core::views::ViewRead;
 use audrey_core::{DeploymentId, Status, Timestamp};
 use audrey_store::{Reader, StoreError};
 
-use crate::cache::{Key, Lookup, Rendered, Validity};
+use crate::cache::{Key, Lookup, Reach, Rendered, Validity};
 use crate::routes::{Route, RouteError};
 use crate::{xml, ApiState};
 
@@ -360,7 +360,13 @@ async fn cached(
     // One moment for the whole answer: the report, and its durations.
     let ctx = state.report_context();
     let now = ctx.now;
-    let stale = match state.reports.get(&key, epoch, now) {
+    // A deployment report made from its own rows stays right across
+    // batches until the store says one of them changed.
+    let unchanged_after = |kept| match route {
+        Route::Deployment(id) => !state.store.deployment_changed_after(*id, kept),
+        _ => false,
+    };
+    let stale = match state.reports.get(&key, epoch, now, unchanged_after) {
         Lookup::Hit(rendered) => return Ok(answer_of(&rendered, format, as_of, now)),
         Lookup::Stale(rendered, validity) => Some((rendered, validity)),
         Lookup::Miss => None,
@@ -368,8 +374,8 @@ async fn cached(
     // A deployment whose parts are kept: its report at this moment, with
     // no store read.
     if let Route::Deployment(id) = route {
-        let unchanged_after = |kept| !state.store.deployment_changed_after(*id, kept);
         if let Some(parts) = state.reports.parts(*id, epoch, unchanged_after) {
+            let reach = Reach::of(&parts);
             let (rendered, validity) = if is_small(parts.instances() as i64) {
                 render_deployment(&parts, format, stale, &ctx)
             } else {
@@ -379,7 +385,7 @@ async fn cached(
                     .map_err(panicked)?
             };
             let answer = answer_of(&rendered, format, as_of, now);
-            state.reports.put(key, rendered, epoch, validity);
+            state.reports.put(key, rendered, epoch, validity, reach);
             return Ok(answer);
         }
     }
@@ -397,7 +403,7 @@ async fn cached(
         }
         _ => (true, None),
     };
-    let (rendered, validity) = if inline {
+    let (rendered, validity, reach) = if inline {
         render_report(route, format, state, &ctx, stale, read, epoch)?
     } else {
         let state = Arc::clone(state);
@@ -409,7 +415,7 @@ async fn cached(
         .unwrap_or_else(|e| Err(panicked(e)))?
     };
     let answer = answer_of(&rendered, format, as_of, now);
-    state.reports.put(key, rendered, epoch, validity);
+    state.reports.put(key, rendered, epoch, validity, reach);
     Ok(answer)
 }
 
@@ -443,13 +449,13 @@ fn render_report<'s>(
     stale: Option<(Arc<Rendered>, Validity)>,
     read: Option<(Reader<'s>, Deployment)>,
     epoch: u64,
-) -> Result<(Arc<Rendered>, Validity), ApiError> {
+) -> Result<(Arc<Rendered>, Validity, Reach), ApiError> {
     let (reader, deployment) = match read {
         Some((reader, row)) => (reader, Some(row)),
         None => (state.store.reader(), None),
     };
     let not_found = |what: String| ApiError::new(StatusCode::NOT_FOUND, what);
-    let (rendered, validity) = match route {
+    let made = match route {
         Route::Deployment(id) => {
             let row = match deployment {
                 Some(row) => Some(row),
@@ -462,13 +468,14 @@ fn render_report<'s>(
             .ok_or_else(|| no_deployment(*id))?;
             let parts = Arc::new(parts);
             state.reports.put_parts(*id, Arc::clone(&parts), epoch);
-            render_deployment(&parts, format, stale, ctx)
+            let (rendered, validity) = render_deployment(&parts, format, stale, ctx);
+            (rendered, validity, Reach::of(&parts))
         }
         Route::Instance(id) => {
             let r = query::instance_report(&reader, *id, ctx)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?;
             let durations = r.durations();
-            finish(
+            let (rendered, validity) = finish(
                 &r,
                 Validity::Always,
                 xml::instance,
@@ -476,14 +483,15 @@ fn render_report<'s>(
                 stale,
                 ctx.now,
                 &durations,
-            )
+            );
+            (rendered, validity, Reach::Epoch)
         }
         Route::Service(id, name) => {
             let r = query::service_report(&reader, *id, name, ctx)?
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
             let durations = r.durations();
             let durations = durations.as_slice();
-            finish(
+            let (rendered, validity) = finish(
                 &r,
                 Validity::Always,
                 xml::service,
@@ -491,11 +499,12 @@ fn render_report<'s>(
                 stale,
                 ctx.now,
                 durations,
-            )
+            );
+            (rendered, validity, Reach::Epoch)
         }
         _ => unreachable!("only reports the cache keeps come here"),
     };
-    Ok((rendered, validity))
+    Ok(made)
 }
 
 /// A deployment's report from its parts at `ctx.now`, rendered (or

@@ -201,8 +201,20 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
     let mut kept_reports = 0;
     let mut kept_running = 0;
     let mut hits_checked = 0;
+    let mut kept_across = 0;
     for chunk in all.chunks(all.len() / 6 + 1) {
         store.apply_batch(chunk).unwrap();
+        // Reports of deployments the batch did not touch are still kept
+        // (and then answered below, the same as the uncached server's).
+        for d in &deployments {
+            let key = Key::Deployment(*d, Format::Xml);
+            let unchanged_after = |kept| !store.deployment_changed_after(*d, kept);
+            let lookup =
+                cached
+                    .reports
+                    .get(&key, store.writes(), Timestamp::now(), unchanged_after);
+            kept_across += usize::from(matches!(lookup, Lookup::Hit(_)));
+        }
         cached.views_changed();
         plain.views_changed();
         let ctx = ReportContext::at(Timestamp::now());
@@ -286,7 +298,10 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
                             _ => Format::Json,
                         };
                         let key = running.as_ref().unwrap()(format);
-                        let lookup = cached.reports.get(&key, store.writes(), Timestamp::now());
+                        let lookup =
+                            cached
+                                .reports
+                                .get(&key, store.writes(), Timestamp::now(), |_| false);
                         assert!(
                             matches!(lookup, Lookup::Hit(_)),
                             "{path} {accept}: not kept"
@@ -332,6 +347,10 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
     assert!(
         kept_running > 4,
         "only {kept_running} reports with a running duration were kept"
+    );
+    assert!(
+        kept_across > 0,
+        "no deployment report was kept across a batch about others"
     );
     assert!(cached.reports.size().0 > 0, "the cache kept nothing");
     assert_eq!(
