@@ -475,32 +475,18 @@ fn render_report<'s>(
             let r = query::instance_report(&reader, *id, ctx)?
                 .ok_or_else(|| not_found(format!("no instance {id}")))?;
             let durations = r.durations();
-            let (rendered, validity) = finish(
-                &r,
-                Validity::Always,
-                xml::instance,
-                format,
-                stale,
-                ctx.now,
-                &durations,
-            );
-            (rendered, validity, Reach::Epoch)
+            let state = fingerprint(&r);
+            let rendered = finish(&r, state, xml::instance, format, stale, ctx.now, &durations);
+            (rendered, Validity::Always, Reach::Epoch)
         }
         Route::Service(id, name) => {
             let r = query::service_report(&reader, *id, name, ctx)?
                 .ok_or_else(|| not_found(format!("no service `{name}` on instance {id}")))?;
             let durations = r.durations();
             let durations = durations.as_slice();
-            let (rendered, validity) = finish(
-                &r,
-                Validity::Always,
-                xml::service,
-                format,
-                stale,
-                ctx.now,
-                durations,
-            );
-            (rendered, validity, Reach::Epoch)
+            let state = fingerprint(&r);
+            let rendered = finish(&r, state, xml::service, format, stale, ctx.now, durations);
+            (rendered, Validity::Always, Reach::Epoch)
         }
         _ => unreachable!("only reports the cache keeps come here"),
     };
@@ -519,38 +505,46 @@ fn render_deployment(
     let validity = Validity::of_deployment(parts, &r, ctx);
     let durations = parts.durations();
     let durations = durations.as_slice();
-    finish(
+    let state = fingerprint(&(&r, parts.clock_inputs()));
+    let rendered = finish(
         &r,
-        validity,
+        state,
         xml::deployment,
         format,
         stale,
         ctx.now,
         durations,
-    )
+    );
+    (rendered, validity)
 }
 
-/// Renders a report in `format` with its ETag; or reuses `stale` when it
-/// names the same state, nothing in the report runs and what the clock
-/// changes in it (an "ago", a config server's status) still reads as when
-/// `stale` was rendered at `now`: then the bytes are the same, as the
-/// fingerprint leaves out only what moves with the clock. `durations`:
-/// the report's durations in the order it writes them, with the start of
-/// each still running, whose value is left out of the bytes kept.
-fn finish<R: Serialize + std::hash::Hash>(
+/// Renders a report in `format` with the ETag of `state` (its
+/// fingerprint, with what else it is computed from); or reuses `stale`
+/// when it names the same state, its durations run from the same starts
+/// and what the clock changes in it (an "ago", a config server's status)
+/// still reads as when `stale` was rendered at `now`: then the bytes are
+/// the same, as `state` leaves out only what moves with the clock.
+/// `durations`: the report's durations in the order it writes them, with
+/// the start of each still running, whose value is left out of the bytes
+/// kept.
+fn finish<R: Serialize>(
     report: &R,
-    validity: Validity,
+    state: u64,
     xml: impl FnOnce(&R) -> Vec<u8>,
     format: Format,
     stale: Option<(Arc<Rendered>, Validity)>,
     now: Timestamp,
     durations: &[Option<Timestamp>],
-) -> (Arc<Rendered>, Validity) {
-    let etag = report_etag(fingerprint(report), format);
-    let same =
-        |(rendered, kept): &(Arc<Rendered>, Validity)| rendered.etag == etag && kept.holds_at(now);
+) -> Arc<Rendered> {
+    let etag = report_etag(state, format);
+    let starts = || durations.iter().flatten().copied();
+    let same = |(rendered, kept): &(Arc<Rendered>, Validity)| {
+        rendered.etag == etag
+            && kept.holds_at(now)
+            && rendered.running.iter().map(|r| r.1).eq(starts())
+    };
     if let Some((rendered, _)) = stale.filter(same) {
-        return (rendered, validity);
+        return rendered;
     }
     let (content_type, body) = match format {
         Format::Xml => (XML, xml(report)),
@@ -571,7 +565,7 @@ fn finish<R: Serialize + std::hash::Hash>(
         running,
         etag,
     };
-    (Arc::new(rendered), validity)
+    Arc::new(rendered)
 }
 
 /// The weak ETag of a report's state (its fingerprint) in one format.
@@ -1184,8 +1178,12 @@ fn frame(method: &Method, headers: &HeaderMap, answer: Answer) -> warp::reply::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
     use crate::{ApiSettings, Metrics};
-    use audrey_core::scenario::script::{blog_registered, DeploymentScript, BLOG};
+    use audrey_core::scenario::script::{
+        at, blog_registered, DeploymentScript, BLOG, MYSQL, WORDPRESS,
+    };
     use audrey_core::scenario::{ConfigServerScript, Shape};
     use audrey_core::Timestamp;
     use audrey_store::Store;
@@ -1250,6 +1248,117 @@ mod tests {
         let instances = |row: Deployment| row.tally.instances.total();
         assert!(is_small(instances(row(DeploymentId::parse(BLOG).unwrap()))));
         assert!(!is_small(instances(row(large[0].deployment().unwrap()))));
+    }
+
+    /// The blog with mysql's service run (10 s) and wordpress's `http`
+    /// running since 20 s: a deployment whose duration runs and whose
+    /// blocker reads as slower than its peers from 30 s on.
+    fn blog_running() -> (DeploymentScript, Vec<audrey_core::Event>) {
+        let mut cs = DeploymentScript::new(BLOG);
+        let mut events = blog_registered(&mut cs);
+        events.extend([
+            cs.contacted(3, MYSQL),
+            cs.started(4, MYSQL, "mysql"),
+            cs.ended(14, MYSQL, "mysql", 0),
+            cs.provided(15, MYSQL, &["ipaddress", "hostname"]),
+            cs.contacted(16, WORDPRESS),
+            cs.started(20, WORDPRESS, "http"),
+        ]);
+        (cs, events)
+    }
+
+    fn parts_of(store: &Store, id: DeploymentId) -> DeploymentReportParts {
+        let reader = store.reader();
+        let row = reader.deployment(id).unwrap().unwrap();
+        query::deployment_report_parts(&reader, row)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The report rendered from scratch at `ctx.now`, as a string.
+    fn rendered_at(parts: &DeploymentReportParts, format: Format, ctx: &ReportContext) -> String {
+        let r = parts.at(ctx);
+        String::from_utf8(match format {
+            Format::Xml => xml::deployment(&r),
+            Format::Json => serde_json::to_vec(&r).unwrap(),
+        })
+        .unwrap()
+    }
+
+    /// As the cache serves a deployment's report (a kept rendering while
+    /// its validity holds, with the running duration put in at each
+    /// answer; rendered again after), every answer is the report rendered
+    /// from scratch at that moment.
+    #[test]
+    fn a_kept_deployment_report_reads_as_one_rendered_at_each_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apply_batch(&blog_running().1).unwrap();
+        let parts = parts_of(&store, DeploymentId::parse(BLOG).unwrap());
+        for format in [Format::Xml, Format::Json] {
+            let ctx = |ms: i64| ReportContext::at(at(0).plus_seconds(ms as f64 / 1000.0));
+            let mut kept = render_deployment(&parts, format, None, &ctx(25_000));
+            assert_eq!(kept.0.running.len(), 1, "the deployment's duration runs");
+            let (mut renders, mut answers) = (1, 0);
+            let mut texts = BTreeSet::new();
+            // From 25 s to 40 s, every 125 ms.
+            for ms in (25_000..=40_000).step_by(125) {
+                let ctx = ctx(ms);
+                if !kept.1.holds_at(ctx.now) {
+                    let fresh = render_deployment(&parts, format, Some(kept.clone()), &ctx);
+                    assert!(!Arc::ptr_eq(&fresh.0, &kept.0), "reused past its validity");
+                    kept = fresh;
+                    renders += 1;
+                }
+                let answer = String::from_utf8(kept.0.body_with(format, None, ctx.now)).unwrap();
+                assert_eq!(
+                    answer,
+                    rendered_at(&parts, format, &ctx),
+                    "{format:?} at {ms} ms"
+                );
+                texts.insert(answer.contains("longer than any other run"));
+                answers += 1;
+            }
+            // Kept across moments, and rendered again as the text changed.
+            assert!(
+                renders > 1 && renders * 4 < answers,
+                "{renders} of {answers}"
+            );
+            assert_eq!(texts.len(), 2, "the blocker came to read as slower");
+        }
+    }
+
+    /// A late event older than the deployment's first moves where its
+    /// duration starts, and nothing else in its report: its ETag changes
+    /// and its kept rendering is not reused.
+    #[test]
+    fn a_late_event_older_than_the_first_is_not_answered_from_the_kept_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (mut cs, events) = blog_running();
+        store.apply_batch(&events).unwrap();
+        let blog = DeploymentId::parse(BLOG).unwrap();
+        let before = parts_of(&store, blog);
+        store.apply_batch(&[cs.contacted(-50, MYSQL)]).unwrap();
+        let after = parts_of(&store, blog);
+        let then = ReportContext::at(at(25));
+        let now = ReportContext::at(at(26));
+        assert_eq!(
+            fingerprint(&before.at(&now)),
+            fingerprint(&after.at(&now)),
+            "the report's own fingerprint does not see it"
+        );
+        assert_ne!(
+            rendered_at(&before, Format::Json, &now),
+            rendered_at(&after, Format::Json, &now)
+        );
+        for format in [Format::Xml, Format::Json] {
+            let kept = render_deployment(&before, format, None, &then);
+            let fresh = render_deployment(&after, format, Some(kept.clone()), &now);
+            assert_ne!(fresh.0.etag, kept.0.etag, "{format:?}");
+            let answer = String::from_utf8(fresh.0.body_with(format, None, now.now)).unwrap();
+            assert_eq!(answer, rendered_at(&after, format, &now), "{format:?}");
+        }
     }
 
     #[tokio::test]

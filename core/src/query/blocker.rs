@@ -180,6 +180,12 @@ impl Blocker {
         Some(self.block.since?.plus_seconds(self.peers_longest_run?))
     }
 
+    /// The longest ended run of its peers that a running service is
+    /// compared with, if any.
+    pub(crate) fn peers_longest_run(&self) -> Option<f64> {
+        self.peers_longest_run
+    }
+
     /// Heap and inline bytes it holds, roughly (a cache's budget).
     pub fn bytes(&self) -> usize {
         let b = &self.block;

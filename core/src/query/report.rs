@@ -217,6 +217,18 @@ impl DeploymentReportParts {
             .map(|first| Some(first).filter(|_| self.report.completed.is_none()))
     }
 
+    /// What the figures of its report that move with the clock are
+    /// computed from and the report's [`fingerprint`] leaves out: its
+    /// first event (where its duration starts) and the longest ended run
+    /// of its peers that a running blocker is compared with. They belong
+    /// in the state an ETag names all the same: a late event older than
+    /// the first moves even a completed deployment's duration, and a
+    /// peer's run that ends changes when its blocker reads as slower.
+    pub fn clock_inputs(&self) -> (Option<Timestamp>, Option<u64>) {
+        let longest = self.blocker.as_ref().and_then(Blocker::peers_longest_run);
+        (self.first_event, longest.map(f64::to_bits))
+    }
+
     /// When its blocker, a service still running, will have run longer
     /// than every run of the deployment's other services that ended: from
     /// then on its report says it is slower than its peers.
