@@ -178,7 +178,9 @@ impl Rendered {
 
     /// What it holds in memory: the allocations' capacities.
     fn bytes(&self) -> usize {
-        self.body.capacity() + self.etag.capacity()
+        self.body.capacity()
+            + self.etag.capacity()
+            + self.running.capacity() * std::mem::size_of::<(usize, Timestamp)>()
     }
 }
 
