@@ -1182,7 +1182,7 @@ mod tests {
 
     use crate::{ApiSettings, Metrics};
     use audrey_core::scenario::script::{
-        at, blog_registered, DeploymentScript, BLOG, MYSQL, WORDPRESS,
+        at, blog_registered, blog_with_mysql_running, DeploymentScript, BLOG, MYSQL,
     };
     use audrey_core::scenario::{ConfigServerScript, Shape};
     use audrey_core::Timestamp;
@@ -1250,23 +1250,6 @@ mod tests {
         assert!(!is_small(instances(row(large[0].deployment().unwrap()))));
     }
 
-    /// The blog with mysql's service run (10 s) and wordpress's `http`
-    /// running since 20 s: a deployment whose duration runs and whose
-    /// blocker reads as slower than its peers from 30 s on.
-    fn blog_running() -> (DeploymentScript, Vec<audrey_core::Event>) {
-        let mut cs = DeploymentScript::new(BLOG);
-        let mut events = blog_registered(&mut cs);
-        events.extend([
-            cs.contacted(3, MYSQL),
-            cs.started(4, MYSQL, "mysql"),
-            cs.ended(14, MYSQL, "mysql", 0),
-            cs.provided(15, MYSQL, &["ipaddress", "hostname"]),
-            cs.contacted(16, WORDPRESS),
-            cs.started(20, WORDPRESS, "http"),
-        ]);
-        (cs, events)
-    }
-
     fn parts_of(store: &Store, id: DeploymentId) -> DeploymentReportParts {
         let reader = store.reader();
         let row = reader.deployment(id).unwrap().unwrap();
@@ -1293,16 +1276,19 @@ mod tests {
     fn a_kept_deployment_report_reads_as_one_rendered_at_each_moment() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.apply_batch(&blog_running().1).unwrap();
+        store
+            .apply_batch(&blog_with_mysql_running(&mut DeploymentScript::new(BLOG)))
+            .unwrap();
         let parts = parts_of(&store, DeploymentId::parse(BLOG).unwrap());
         for format in [Format::Xml, Format::Json] {
             let ctx = |ms: i64| ReportContext::at(at(0).plus_seconds(ms as f64 / 1000.0));
-            let mut kept = render_deployment(&parts, format, None, &ctx(25_000));
+            let mut kept = render_deployment(&parts, format, None, &ctx(35_000));
             assert_eq!(kept.0.running.len(), 1, "the deployment's duration runs");
             let (mut renders, mut answers) = (1, 0);
             let mut texts = BTreeSet::new();
-            // From 25 s to 40 s, every 125 ms.
-            for ms in (25_000..=40_000).step_by(125) {
+            // From 35 s to 50 s, every 125 ms: mysql's run becomes
+            // longer than wordpress's (10 s) at 41 s.
+            for ms in (35_000..=50_000).step_by(125) {
                 let ctx = ctx(ms);
                 if !kept.1.holds_at(ctx.now) {
                     let fresh = render_deployment(&parts, format, Some(kept.clone()), &ctx);
@@ -1335,14 +1321,16 @@ mod tests {
     fn a_late_event_older_than_the_first_is_not_answered_from_the_kept_report() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (mut cs, events) = blog_running();
-        store.apply_batch(&events).unwrap();
+        let mut cs = DeploymentScript::new(BLOG);
+        store
+            .apply_batch(&blog_with_mysql_running(&mut cs))
+            .unwrap();
         let blog = DeploymentId::parse(BLOG).unwrap();
         let before = parts_of(&store, blog);
         store.apply_batch(&[cs.contacted(-50, MYSQL)]).unwrap();
         let after = parts_of(&store, blog);
-        let then = ReportContext::at(at(25));
-        let now = ReportContext::at(at(26));
+        let then = ReportContext::at(at(35));
+        let now = ReportContext::at(at(36));
         assert_eq!(
             fingerprint(&before.at(&now)),
             fingerprint(&after.at(&now)),

@@ -70,16 +70,7 @@ fn registered_but_never_contacted_says_since_when() {
 /// The blog, mysql's service running since 31 s, wordpress's http
 /// service run from 40 to 50 s: after 10 s mysql has run longer.
 fn mysql_running_since_31_s() -> Vec<Event> {
-    let mut cs = DeploymentScript::new(BLOG);
-    let mut events = blog_registered(&mut cs);
-    events.extend([
-        cs.contacted(30, MYSQL),
-        cs.started(31, MYSQL, "mysql"),
-        cs.contacted(40, WORDPRESS),
-        cs.started(40, WORDPRESS, "http"),
-        cs.ended(50, WORDPRESS, "http", 0),
-    ]);
-    events
+    blog_with_mysql_running(&mut DeploymentScript::new(BLOG))
 }
 
 #[test]

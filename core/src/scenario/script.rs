@@ -60,6 +60,22 @@ pub fn blog_registered(cs: &mut DeploymentScript) -> Vec<Event> {
     ]
 }
 
+/// The blog registered, mysql's service running since 31 s and
+/// wordpress's `http` service run from 40 to 50 s: a deployment whose
+/// duration runs, blocked on mysql's service, which has run longer than
+/// any other run of the deployment from 41 s on.
+pub fn blog_with_mysql_running(cs: &mut DeploymentScript) -> Vec<Event> {
+    let mut events = blog_registered(cs);
+    events.extend([
+        cs.contacted(30, MYSQL),
+        cs.started(31, MYSQL, "mysql"),
+        cs.contacted(40, WORDPRESS),
+        cs.started(40, WORDPRESS, "http"),
+        cs.ended(50, WORDPRESS, "http", 0),
+    ]);
+    events
+}
+
 /// 2026-11-25T14:00:00Z plus `seconds`.
 pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_unix_seconds(1_795_615_200 + seconds)
