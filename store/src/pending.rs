@@ -384,8 +384,13 @@ impl ViewWrite for Pending<'_> {
 }
 
 impl Raw for Pending<'_> {
-    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(cf, key)
+    fn read<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.db.read(cf, key, decode)
     }
 
     /// Scans the committed data: nothing else writes while a batch is

@@ -26,7 +26,14 @@ pub(crate) type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, St
 /// Raw key-value access, from the live database (for the single writer)
 /// or from a snapshot (for readers).
 pub(crate) trait Raw {
-    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Decodes the value of `key`, if there is one, with `decode`, from
+    /// where RocksDB holds it: the value is not copied out first.
+    fn read<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError>;
     /// Visits keys starting with `prefix`, in order, until `visit` says stop.
     fn scan(
         &self,
@@ -38,8 +45,13 @@ pub(crate) trait Raw {
 
 /// The live database, for the single writer's few reads outside a batch.
 impl Raw for Db {
-    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Db::get(self, cf, key)
+    fn read<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Db::read(self, cf, key, decode)
     }
 
     fn scan(
@@ -100,9 +112,7 @@ pub(crate) fn get_row<T: DeserializeOwned>(
     cf: &'static str,
     key: &[u8],
 ) -> Result<Option<T>, StoreError> {
-    raw.get(cf, key)?
-        .map(|bytes| decode(cf, &bytes))
-        .transpose()
+    raw.read(cf, key, |bytes| decode(cf, bytes))
 }
 
 pub(crate) fn read_deployment(
@@ -119,9 +129,7 @@ fn read_instance_with<T>(
     id: InstanceId,
     decode: fn(&[u8]) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
-    raw.get(CF_INSTANCES, id.as_bytes())?
-        .map(|bytes| decode(&bytes))
-        .transpose()
+    raw.read(CF_INSTANCES, id.as_bytes(), decode)
 }
 
 pub(crate) fn read_instance(
@@ -176,10 +184,12 @@ pub(crate) fn read_config_servers(raw: &impl Raw) -> Result<Vec<ConfigServer>, S
 
 /// The freshness watermark: the latest event time applied, if any.
 pub(crate) fn read_as_of(raw: &impl Raw) -> Result<Option<Timestamp>, StoreError> {
-    Ok(raw.get(CF_META, KEY_AS_OF)?.and_then(|bytes| {
-        let bytes: [u8; 8] = bytes.as_slice().try_into().ok()?;
-        Some(Timestamp::from_nanos(i64::from_be_bytes(bytes)))
-    }))
+    let as_of = raw.read(CF_META, KEY_AS_OF, |bytes| {
+        Ok(<[u8; 8]>::try_from(bytes)
+            .ok()
+            .map(|bytes| Timestamp::from_nanos(i64::from_be_bytes(bytes))))
+    })?;
+    Ok(as_of.flatten())
 }
 
 pub(crate) fn read_counts(raw: &impl Raw) -> Result<Counts, StoreError> {

@@ -21,6 +21,10 @@ use crate::raw::{
 /// A snapshot of the store: implements [`ViewRead`] for the queries.
 pub struct Reader<'s> {
     db: &'s Db,
+    /// Read options naming the snapshot, made once for all of a report's
+    /// point reads rather than once per read. Declared before the snapshot
+    /// it points to, so it is dropped first.
+    options: ReadOptions,
     snapshot: SnapshotWithThreadMode<'s, DB>,
     /// Iterators over the snapshot, reused by the scans of one report.
     scanners: Scanners<'s>,
@@ -35,8 +39,11 @@ pub struct Reader<'s> {
 impl<'s> Reader<'s> {
     pub(crate) fn new(db: &'s Db, provided: &'s ProvidedMemory) -> Self {
         let (snapshot, bounds) = SnapshotBounds::around(db, || db.rocks.snapshot());
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&snapshot);
         Self {
             db,
+            options,
             snapshot,
             scanners: Scanners::new(),
             provided,
@@ -62,8 +69,17 @@ impl<'s> Reader<'s> {
 }
 
 impl Raw for Reader<'_> {
-    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.snapshot.get_cf(self.db.cf(cf), key)?)
+    fn read<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let value = self
+            .db
+            .rocks
+            .get_pinned_cf_opt(self.db.cf(cf), key, &self.options)?;
+        value.map(|value| decode(&value)).transpose()
     }
 
     fn scan(
@@ -103,8 +119,6 @@ impl ViewRead for Reader<'_> {
     /// One RocksDB `MultiGet`: it looks the keys up together, level by
     /// level, instead of one full lookup each (a deployment report).
     fn instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceState>, StoreError> {
-        let mut options = ReadOptions::default();
-        options.set_snapshot(&self.snapshot);
         let sorted = ids.is_sorted();
         let keys = ids.iter().map(|id| id.as_bytes());
         let cf = self.db.cf(CF_INSTANCES);
@@ -112,7 +126,7 @@ impl ViewRead for Reader<'_> {
         for found in self
             .db
             .rocks
-            .batched_multi_get_cf_opt(cf, keys, sorted, &options)
+            .batched_multi_get_cf_opt(cf, keys, sorted, &self.options)
         {
             // Not learned from: a deployment report has its instances in
             // hand for their references.

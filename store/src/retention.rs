@@ -14,6 +14,7 @@ use crate::db::{Db, CF_CONFIG_SERVERS, CF_DEDUP, CF_DEPLOYMENTS, CF_EVENTS};
 use crate::error::StoreError;
 use crate::keys::{dedup_key, HEARTBEAT_LOG_PREFIX};
 use crate::log::scan_log;
+use crate::raw::read_deployment;
 use crate::recent::RecentInstances;
 
 /// The default of `--retain-completed`: the log of a deployment completed
@@ -106,10 +107,7 @@ pub(crate) fn prune_with(
     let _writer = write_lock.lock().unwrap_or_else(|e| e.into_inner());
     let mut expired = Vec::with_capacity(candidates.len());
     for deployment in candidates {
-        let row: Option<Deployment> = db
-            .get(CF_DEPLOYMENTS, deployment.as_bytes())?
-            .map(|bytes| decode(CF_DEPLOYMENTS, &bytes))
-            .transpose()?;
+        let row = read_deployment(db, deployment)?;
         if row.as_ref().is_some_and(expired_row) {
             expired.push(deployment);
         }
