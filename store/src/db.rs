@@ -179,18 +179,6 @@ impl Db {
         Ok(self.rocks.get_cf(self.cf(cf), key)?)
     }
 
-    /// Decodes the value of `key`, if any, where RocksDB holds it (pinned
-    /// in the block cache or the memtable), without copying it out.
-    pub(crate) fn read<T>(
-        &self,
-        cf: &str,
-        key: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        let value = self.rocks.get_pinned_cf(self.cf(cf), key)?;
-        value.map(|value| decode(&value)).transpose()
-    }
-
     /// Writes a batch with the WAL synced: durable once this returns.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.write(batch, true, Changed::Everything)

@@ -7,6 +7,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use rocksdb::DBPinnableSlice;
+
 use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
 use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ViewRead, ViewWrite};
@@ -384,13 +386,12 @@ impl ViewWrite for Pending<'_> {
 }
 
 impl Raw for Pending<'_> {
-    fn read<T>(
+    fn pinned(
         &self,
         cf: &'static str,
         key: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        self.db.read(cf, key, decode)
+    ) -> Result<Option<DBPinnableSlice<'_>>, StoreError> {
+        self.db.pinned(cf, key)
     }
 
     /// Scans the committed data: nothing else writes while a batch is

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use rocksdb::{DBRawIteratorWithThreadMode, DB};
+use rocksdb::{DBPinnableSlice, DBRawIteratorWithThreadMode, DB};
 use serde::de::DeserializeOwned;
 
 use audrey_core::domain::{DeploymentId, InstanceId, Status, Timestamp};
@@ -26,14 +26,24 @@ pub(crate) type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, St
 /// Raw key-value access, from the live database (for the single writer)
 /// or from a snapshot (for readers).
 pub(crate) trait Raw {
+    /// The value of `key`, if any, where RocksDB holds it (pinned in the
+    /// block cache or a memtable): not copied out.
+    fn pinned(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<DBPinnableSlice<'_>>, StoreError>;
     /// Decodes the value of `key`, if there is one, with `decode`, from
-    /// where RocksDB holds it: the value is not copied out first.
+    /// where RocksDB holds it.
     fn read<T>(
         &self,
         cf: &'static str,
         key: &[u8],
         decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError>;
+    ) -> Result<Option<T>, StoreError> {
+        let value = self.pinned(cf, key)?;
+        value.map(|value| decode(&value)).transpose()
+    }
     /// Visits keys starting with `prefix`, in order, until `visit` says stop.
     fn scan(
         &self,
@@ -45,13 +55,12 @@ pub(crate) trait Raw {
 
 /// The live database, for the single writer's few reads outside a batch.
 impl Raw for Db {
-    fn read<T>(
+    fn pinned(
         &self,
         cf: &'static str,
         key: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        Db::read(self, cf, key, decode)
+    ) -> Result<Option<DBPinnableSlice<'_>>, StoreError> {
+        Ok(self.rocks.get_pinned_cf(self.cf(cf), key)?)
     }
 
     fn scan(

@@ -1,7 +1,7 @@
 //! The reader over a snapshot: what every report reads from, so that one
 //! report is consistent even while batches are written.
 
-use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
+use rocksdb::{DBPinnableSlice, ReadOptions, SnapshotWithThreadMode, DB};
 
 use audrey_core::contract::Awaited;
 use audrey_core::domain::{DeploymentId, InstanceId, Status, Timestamp};
@@ -69,17 +69,13 @@ impl<'s> Reader<'s> {
 }
 
 impl Raw for Reader<'_> {
-    fn read<T>(
+    fn pinned(
         &self,
         cf: &'static str,
         key: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        let value = self
-            .db
-            .rocks
-            .get_pinned_cf_opt(self.db.cf(cf), key, &self.options)?;
-        value.map(|value| decode(&value)).transpose()
+    ) -> Result<Option<DBPinnableSlice<'_>>, StoreError> {
+        let cf = self.db.cf(cf);
+        Ok(self.db.rocks.get_pinned_cf_opt(cf, key, &self.options)?)
     }
 
     fn scan(
