@@ -118,6 +118,10 @@ impl Chromium {
             .args(["--disable-extensions", "--disable-background-networking"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
+            // Its own temporary directory (`org.chromium.Chromium.*`)
+            // goes inside the profile, removed with it: ended by a signal,
+            // Chromium leaves the one it made in /tmp behind.
+            .env("TMPDIR", profile.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
