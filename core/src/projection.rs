@@ -474,21 +474,39 @@ impl<V: ViewWrite> Projector<'_, V> {
         after: Option<InstanceState>,
         changed: Changed,
     ) -> Result<(), V::Error> {
+        let after = after.filter(|state| !state.is_forgotten());
+        // A change of progress alone keeps the owner and the config (the
+        // promise of `Changed::Progress`), so the references it makes are
+        // the ones it made: nothing moves on their sources, and they are
+        // neither listed again nor netted (most events of a deployment
+        // under way are contacts, starts and ends).
+        let references_kept = changed == Changed::Progress
+            && matches!((&before, &after), (Some(b), Some(a)) if b.owner == a.instance.deployment);
+        debug_assert!(
+            !references_kept
+                || before.as_ref().map(|b| &b.references)
+                    == after.as_ref().map(references).as_ref(),
+            "a change of progress alone changed the references"
+        );
         // References by (source, what they await, where they come from).
         let mut delta: BTreeMap<(InstanceId, Awaited, DeploymentId), i64> = BTreeMap::new();
         if let Some(before) = before {
             self.deployment(before.owner)?.tally.add(&before.tally, -1);
-            for (source, awaited) in before.references {
-                *delta.entry((source, awaited, before.owner)).or_default() -= 1;
+            if !references_kept {
+                for (source, awaited) in before.references {
+                    *delta.entry((source, awaited, before.owner)).or_default() -= 1;
+                }
             }
         }
-        match after.filter(|state| !state.is_forgotten()) {
+        match after {
             Some(state) => {
-                let now = Contribution::of(&state);
-                self.owners.insert(id, Some(now.owner));
-                self.deployment(now.owner)?.tally.add(&now.tally, 1);
-                for (source, awaited) in now.references {
-                    *delta.entry((source, awaited, now.owner)).or_default() += 1;
+                let owner = state.instance.deployment;
+                self.owners.insert(id, Some(owner));
+                self.deployment(owner)?.tally.add(&state.tally(), 1);
+                if !references_kept {
+                    for (source, awaited) in references(&state) {
+                        *delta.entry((source, awaited, owner)).or_default() += 1;
+                    }
                 }
                 match changed {
                     Changed::Progress => self.views.put_instance_progress(state)?,
