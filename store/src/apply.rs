@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::keys::{dedup_key, log_key, KEY_AS_OF};
 use crate::pending::Pending;
 use crate::raw::read_as_of;
-use crate::recent::RecentInstances;
+use crate::recent::WriterMemory;
 use crate::sorted_writes::SortedWrites;
 
 /// An event with its log encoding made beforehand: the consumer encodes
@@ -108,17 +108,17 @@ pub(crate) enum Origin {
     Log,
 }
 
-/// Applies `events` with the writer lock held (`recent` is what it guards).
+/// Applies `events` with the writer lock held (`memory` is what it guards).
 pub(crate) fn apply_events(
     db: &Db,
-    recent: &mut RecentInstances,
+    memory: &mut WriterMemory,
     events: &[impl Loggable],
     origin: Origin,
 ) -> Result<BatchOutcome, StoreError> {
     // Taken out while the batch runs: if it fails, the rows it read are
     // forgotten with it.
-    let empty = RecentInstances::with_capacity(recent.capacity);
-    let mut pending = Pending::new(db, std::mem::replace(recent, empty));
+    let empty = memory.emptied();
+    let mut pending = Pending::new(db, std::mem::replace(memory, empty));
     let mut outcomes = Vec::with_capacity(events.len());
     let mut writes = SortedWrites::default();
     let mut seen = HashSet::new();
@@ -170,7 +170,7 @@ pub(crate) fn apply_events(
     } else {
         db.write_keeping_provided(batch, sync, changed)?;
     }
-    *recent = pending.committed();
+    *memory = pending.committed();
     Ok(BatchOutcome {
         outcomes,
         completions,

@@ -13,8 +13,8 @@
 //!   parts, its progress apart;
 //! - [`apply`]: one batch of events: dedup, log, projection, one synced
 //!   write; it works on [`pending`] (the batch that overlays pending writes
-//!   on the committed store), [`recent`] (the cache of recent instances the
-//!   writer keeps) and [`sorted_writes`];
+//!   on the committed store), [`recent`] (the recent instances and
+//!   deployments the writer keeps) and [`sorted_writes`];
 //! - [`reader`]: the reader over a snapshot that every report uses;
 //!   [`raw`]: the row readers both share; [`provided`]: what instances
 //!   have provided, remembered across readers;

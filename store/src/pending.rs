@@ -26,7 +26,7 @@ use crate::raw::{
     read_config_server, read_config_servers, read_counts, read_deployment, read_members,
     read_stored_instance, KeyValueVisitor, Raw, Scanners,
 };
-use crate::recent::{Committed, RecentInstances};
+use crate::recent::{Committed, RecentDeployments, RecentInstances, WriterMemory};
 use crate::sorted_writes::SortedWrites;
 
 /// The rows one batch has changed so far, over the committed store. Reads
@@ -56,6 +56,10 @@ pub(crate) struct Pending<'s> {
     committed_instances: RefCell<HashMap<InstanceId, Before>>,
     /// Instances committed by earlier batches, decoded.
     recent: RefCell<RecentInstances>,
+    /// Deployment rows committed by earlier batches: moved into
+    /// `committed_deployments` when this batch first reads them, and back
+    /// with what it wrote ([`Pending::committed`]).
+    recent_deployments: RefCell<RecentDeployments>,
     /// The row of each instance [`Pending::write_into`] wrote, as it is
     /// now stored: what the next batch compares with.
     rows_written: HashMap<InstanceId, StoredRow>,
@@ -87,9 +91,10 @@ enum Before {
 }
 
 impl<'s> Pending<'s> {
-    pub(crate) fn new(db: &'s Db, recent: RecentInstances) -> Self {
+    pub(crate) fn new(db: &'s Db, memory: WriterMemory) -> Self {
         Self {
-            recent: RefCell::new(recent),
+            recent: RefCell::new(memory.instances),
+            recent_deployments: RefCell::new(memory.deployments),
             db,
             scanners: Scanners::new(),
             deployments: HashMap::new(),
@@ -109,7 +114,11 @@ impl<'s> Pending<'s> {
         if let Some(row) = self.committed_deployments.borrow().get(&id) {
             return Ok(row.clone());
         }
-        let row = read_deployment(self, id)?;
+        let remembered = self.recent_deployments.borrow_mut().take(id);
+        let row = match remembered {
+            Some(row) => row,
+            None => read_deployment(self, id)?,
+        };
         self.committed_deployments
             .borrow_mut()
             .insert(id, row.clone());
@@ -160,7 +169,18 @@ impl<'s> Pending<'s> {
 
     /// The instances as this batch leaves them, once it is written: what
     /// the next batch starts from.
-    pub(crate) fn committed(self) -> RecentInstances {
+    pub(crate) fn committed(self) -> WriterMemory {
+        let mut deployments = self.recent_deployments.into_inner();
+        let mut written_deployments = self.deployments;
+        for (id, before) in self.committed_deployments.into_inner() {
+            let row = written_deployments.remove(&id).or(before);
+            deployments.insert(id, row);
+        }
+        // Every row written was read first (the projection reads before it
+        // writes); should one not be, it is remembered as written.
+        for (id, row) in written_deployments {
+            deployments.insert(id, Some(row));
+        }
         let mut recent = self.recent.into_inner();
         let mut written = self.instances;
         let mut rows_written = self.rows_written;
@@ -179,7 +199,10 @@ impl<'s> Pending<'s> {
             };
             recent.insert(id, state);
         }
-        recent
+        WriterMemory {
+            instances: recent,
+            deployments,
+        }
     }
 
     /// Whether [`Pending::write_into`] writes a config server's row.
@@ -436,7 +459,7 @@ mod tests {
     /// it.
     fn write(
         db: &Db,
-        recent: &mut RecentInstances,
+        recent: &mut WriterMemory,
         change: impl FnOnce(&mut InstanceState),
     ) -> Vec<Kind> {
         write_as(db, recent, change, false)
@@ -446,7 +469,7 @@ mod tests {
     /// `as_progress`.
     fn write_as(
         db: &Db,
-        recent: &mut RecentInstances,
+        recent: &mut WriterMemory,
         change: impl FnOnce(&mut InstanceState),
         as_progress: bool,
     ) -> Vec<Kind> {
@@ -487,7 +510,7 @@ mod tests {
     fn progress_alone_rewrites_only_the_progress_part() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), true).unwrap();
-        let mut recent = RecentInstances::default();
+        let mut recent = WriterMemory::default();
         let both = vec![Kind::Put];
         assert_eq!(write(&db, &mut recent, |_| {}), both, "a new instance");
         let contacted = Some(Timestamp::from_unix_seconds(2));
@@ -495,7 +518,7 @@ mod tests {
         assert_eq!(written, vec![Kind::Merge], "a contact");
         for (seconds, remembered) in [(3, true), (4, false)] {
             if !remembered {
-                recent = RecentInstances::default();
+                recent = WriterMemory::default();
             }
             let stamp = Stamp::new(Timestamp::from_unix_seconds(seconds), "/cs", "3");
             let started = |s: &mut InstanceState| {
@@ -551,11 +574,11 @@ mod tests {
         let written = |as_progress: bool| {
             let dir = tempfile::tempdir().unwrap();
             let db = Db::open(dir.path(), true).unwrap();
-            let mut recent = RecentInstances::default();
+            let mut recent = WriterMemory::default();
             let mut kinds = write(&db, &mut recent, |_| {});
             for second in 1..=2 * i64::from(MAX_PROGRESS_OPERANDS) + 4 {
                 if second == 5 {
-                    recent = RecentInstances::default();
+                    recent = WriterMemory::default();
                 }
                 let contacted = Some(Timestamp::from_unix_seconds(second));
                 let contact = |s: &mut InstanceState| s.instance.last_contacted = contacted;

@@ -9,7 +9,7 @@ use crate::db::{Db, CF_META, VIEW_FAMILIES};
 use crate::error::StoreError;
 use crate::keys::{KEY_COUNTS, KEY_REBUILDING, KEY_VERSION};
 use crate::log::scan_log;
-use crate::recent::RecentInstances;
+use crate::recent::WriterMemory;
 
 /// Events replayed per unsynced batch during a rebuild.
 const REBUILD_BATCH: usize = 5_000;
@@ -19,14 +19,14 @@ const REBUILD_BATCH: usize = 5_000;
 /// point, it leaves a marker that makes `Store::open` refuse the views
 /// until a rebuild finishes. `progress` is told
 /// how many events have been replayed so far. The caller holds the writer
-/// lock (`recent` is what it guards).
+/// lock (`memory` is what it guards).
 pub(crate) fn rebuild(
     db: &Db,
-    recent: &mut RecentInstances,
+    memory: &mut WriterMemory,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     // Every remembered row is about to be wrong.
-    *recent = RecentInstances::with_capacity(recent.capacity);
+    *memory = memory.emptied();
     // No key of ours starts with 64 bytes of 0xff (UTF-8 never has one).
     let end = [0xffu8; 64];
     let mut clear = WriteBatch::default();
@@ -44,7 +44,7 @@ pub(crate) fn rebuild(
     scan_log(db, &[], |_, event| {
         batch.push(event);
         if batch.len() == REBUILD_BATCH {
-            if let Err(e) = apply_events(db, recent, &batch, Origin::Log) {
+            if let Err(e) = apply_events(db, memory, &batch, Origin::Log) {
                 failure = Some(e);
                 return Ok(false);
             }
@@ -57,7 +57,7 @@ pub(crate) fn rebuild(
     if let Some(e) = failure {
         return Err(e);
     }
-    apply_events(db, recent, &batch, Origin::Log)?;
+    apply_events(db, memory, &batch, Origin::Log)?;
     replayed += batch.len() as u64;
     progress(replayed);
     db.flush()?;

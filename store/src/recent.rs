@@ -1,10 +1,12 @@
-//! The cache of recent instances: what the single writer remembers from
-//! one batch to the next.
+//! What the single writer remembers from one batch to the next: the
+//! instances and deployments the latest batches read or wrote, decoded.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use audrey_core::domain::InstanceId;
+use audrey_core::domain::{DeploymentId, InstanceId};
+use audrey_core::rows::Deployment;
 
 use crate::instance_parts::StoredInstance;
 
@@ -12,17 +14,51 @@ use crate::instance_parts::StoredInstance;
 /// enough for the instances of the deployments in flight at once.
 pub(crate) const RECENT_INSTANCES: usize = 1024;
 
+/// How many decoded deployment rows the writer keeps per generation (a few
+/// hundred bytes each): a batch of live events is spread over the
+/// deployments in flight, and each of them was otherwise read and decoded
+/// again by every batch that touched it (BENCHMARKS.md, seventeenth round).
+pub(crate) const RECENT_DEPLOYMENTS: usize = 1024;
+
+/// What the writer lock guards. Taken out while a batch runs and put back
+/// with what the batch committed; a batch that fails leaves it empty, so
+/// nothing it read is trusted again. Only batches of events write
+/// instance and deployment rows (retention removes events, config servers
+/// and dedup markers, never these), so what is remembered stays what is
+/// stored.
+#[derive(Default)]
+pub(crate) struct WriterMemory {
+    pub(crate) instances: RecentInstances,
+    pub(crate) deployments: RecentDeployments,
+}
+
+impl WriterMemory {
+    /// Nothing remembered, with the same bounds.
+    pub(crate) fn emptied(&self) -> Self {
+        Self {
+            instances: RecentInstances::with_capacity(self.instances.capacity),
+            deployments: RecentDeployments::with_capacity(self.deployments.capacity),
+        }
+    }
+}
+
 /// The instances the latest batches read or wrote, decoded, as committed
 /// (`None`: known not to exist). Events of an instance come close together
 /// (an agent contacts, starts, ends, provides), so most events find their
-/// instance here instead of reading and decoding its row again. Bounded:
-/// two generations of at most [`RECENT_INSTANCES`]; when the current one
-/// is full it becomes the older one and the oldest is dropped, and a hit in
-/// the older one moves back to the current one.
-pub(crate) struct RecentInstances {
-    current: HashMap<InstanceId, Committed>,
-    older: HashMap<InstanceId, Committed>,
-    /// The most instances one generation holds.
+/// instance here instead of reading and decoding its row again.
+pub(crate) type RecentInstances = Recent<InstanceId, Committed>;
+
+/// The deployment rows the latest batches read or wrote, as committed
+/// (`None`: not stored).
+pub(crate) type RecentDeployments = Recent<DeploymentId, Option<Deployment>>;
+
+/// Bounded: two generations of at most `capacity` entries; when the
+/// current one is full it becomes the older one and the oldest is dropped,
+/// and a hit in the older one moves back to the current one.
+pub(crate) struct Recent<K, V> {
+    current: HashMap<K, V>,
+    older: HashMap<K, V>,
+    /// The most entries one generation holds.
     pub(crate) capacity: usize,
 }
 
@@ -32,12 +68,18 @@ impl Default for RecentInstances {
     }
 }
 
+impl Default for RecentDeployments {
+    fn default() -> Self {
+        Self::with_capacity(RECENT_DEPLOYMENTS)
+    }
+}
+
 /// An instance as committed (`None`: not stored), with its stable part's
 /// bytes, shared between the writer's memory and the batch reading it,
 /// never changed in place.
 pub(crate) type Committed = Option<Arc<StoredInstance>>;
 
-impl RecentInstances {
+impl<K: Hash + Eq + Copy, V: Clone> Recent<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             current: HashMap::new(),
@@ -46,7 +88,7 @@ impl RecentInstances {
         }
     }
 
-    pub(crate) fn get(&mut self, id: InstanceId) -> Option<Committed> {
+    pub(crate) fn get(&mut self, id: K) -> Option<V> {
         if let Some(state) = self.current.get(&id) {
             return Some(state.clone());
         }
@@ -55,14 +97,20 @@ impl RecentInstances {
         Some(state)
     }
 
-    /// Forgets an instance: a batch took it to change (it comes back
+    /// Moves an entry out: a batch holds it until it puts back what it
+    /// committed.
+    pub(crate) fn take(&mut self, id: K) -> Option<V> {
+        self.current.remove(&id).or_else(|| self.older.remove(&id))
+    }
+
+    /// Forgets an entry: a batch took it to change (it comes back
     /// with the batch's outcome).
-    pub(crate) fn remove(&mut self, id: InstanceId) {
+    pub(crate) fn remove(&mut self, id: K) {
         self.current.remove(&id);
         self.older.remove(&id);
     }
 
-    pub(crate) fn insert(&mut self, id: InstanceId, state: Committed) {
+    pub(crate) fn insert(&mut self, id: K, state: V) {
         if self.current.len() >= self.capacity && !self.current.contains_key(&id) {
             self.older = std::mem::take(&mut self.current);
         }

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::keys::{dedup_key, HEARTBEAT_LOG_PREFIX};
 use crate::log::scan_log;
 use crate::raw::read_deployment;
-use crate::recent::RecentInstances;
+use crate::recent::WriterMemory;
 
 /// The default of `--retain-completed`: the log of a deployment completed
 /// 30 days ago is pruned.
@@ -66,7 +66,7 @@ pub struct Pruned {
 /// their row and their last heartbeat.
 pub(crate) fn prune(
     db: &Db,
-    write_lock: &Mutex<RecentInstances>,
+    write_lock: &Mutex<WriterMemory>,
     now: Timestamp,
     retention: &Retention,
 ) -> Result<Pruned, StoreError> {
@@ -78,7 +78,7 @@ pub(crate) fn prune(
 /// there.
 pub(crate) fn prune_with(
     db: &Db,
-    write_lock: &Mutex<RecentInstances>,
+    write_lock: &Mutex<WriterMemory>,
     now: Timestamp,
     retention: &Retention,
     between: impl FnOnce(),

@@ -19,7 +19,7 @@ use crate::log::{self, HistoryPage};
 use crate::provided::ProvidedMemory;
 use crate::reader::Reader;
 use crate::rebuild;
-use crate::recent::RecentInstances;
+use crate::recent::{RecentDeployments, RecentInstances, WriterMemory};
 use crate::retention::{self, Pruned, Retention};
 
 /// The embedded store: views, event log and dedup index.
@@ -29,8 +29,9 @@ pub struct Store {
     /// Where it lives, for messages.
     path: PathBuf,
     /// One batch at a time: a batch reads rows, then writes them. The lock
-    /// also guards the instances the writer remembers between batches.
-    write_lock: Mutex<RecentInstances>,
+    /// also guards the instances and deployments the writer remembers
+    /// between batches.
+    write_lock: Mutex<WriterMemory>,
     /// What instances have provided, as readers have seen it
     /// ([`crate::provided`]).
     provided: ProvidedMemory,
@@ -78,7 +79,7 @@ impl Store {
         let store = Store {
             db: Db::open(&path, true)?,
             path,
-            write_lock: Mutex::new(RecentInstances::default()),
+            write_lock: Mutex::new(WriterMemory::default()),
             provided: ProvidedMemory::default(),
         };
         if fresh {
@@ -105,7 +106,7 @@ impl Store {
         self.db.write_synced(batch)
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, RecentInstances> {
+    fn lock_writer(&self) -> MutexGuard<'_, WriterMemory> {
         self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -207,11 +208,13 @@ impl Store {
         self.db.flush()
     }
 
-    /// Makes the writer remember at most `n` instances per generation:
-    /// lets tests see instances forgotten and read again.
+    /// Makes the writer remember at most `n` instances and `n` deployment
+    /// rows per generation: lets tests see rows forgotten and read again.
     #[doc(hidden)]
-    pub fn set_recent_instances_for_tests(&self, n: usize) {
-        *self.lock_writer() = RecentInstances::with_capacity(n);
+    pub fn set_writer_memory_for_tests(&self, n: usize) {
+        let mut memory = self.lock_writer();
+        memory.instances = RecentInstances::with_capacity(n);
+        memory.deployments = RecentDeployments::with_capacity(n);
     }
 
     /// Overwrites the stored views version: lets tests play an older build.

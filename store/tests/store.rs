@@ -56,20 +56,21 @@ fn batches_in_any_order_give_the_projections_views_and_survive_a_reopen() {
 }
 
 #[test]
-fn instances_forgotten_by_the_writer_are_read_back_the_same() {
-    // Many more instances than the writer remembers: most batches read
-    // some instances back from RocksDB, others from memory.
+fn rows_forgotten_by_the_writer_are_read_back_the_same() {
+    // Many more instances and deployments than the writer remembers: most
+    // batches read some rows back from RocksDB, others from memory.
     let events = stream(9, 40);
     let expected = MemoryViews::from_events(&events);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.set_recent_instances_for_tests(8);
+    store.set_writer_memory_for_tests(8);
     let mut shuffled = events.clone();
     Rng::new(2).shuffle(&mut shuffled);
     for batch in shuffled.chunks(23) {
         store.apply_batch(batch).unwrap();
     }
     assert!(expected.instances.len() > 4 * 8);
+    assert!(expected.deployments.len() > 4 * 8);
     assert_same_reports(&store, &expected);
 }
 
