@@ -39,6 +39,23 @@ enum Op<'v> {
     Delete,
 }
 
+impl Op<'_> {
+    /// The value's length.
+    fn value_len(&self) -> usize {
+        match self {
+            Op::Put(value) => value.len(),
+            Op::Merge(operand) => operand.len(),
+            Op::Delete => 0,
+        }
+    }
+}
+
+/// A RocksDB `WriteBatch` starts with a sequence number and a count.
+const BATCH_HEADER_BYTES: usize = 12;
+/// What a record adds to its key and value at most: its tag, its column
+/// family's id and the two lengths, each a varint of up to 5 bytes.
+const RECORD_OVERHEAD_BYTES: usize = 1 + 3 * 5;
+
 impl<'v> SortedWrites<'v> {
     pub(crate) fn put(&mut self, cf: &'static str, key: Vec<u8>, value: impl Into<Cow<'v, [u8]>>) {
         self.writes.push((cf, key, Op::Put(value.into())));
@@ -72,7 +89,11 @@ impl<'v> SortedWrites<'v> {
         // Stable: the order of writes to the same key is kept.
         self.writes
             .sort_by(|(a_cf, a_key, _), (b_cf, b_key, _)| (a_cf, a_key).cmp(&(b_cf, b_key)));
-        let mut batch = WriteBatch::default();
+        // Room for the whole batch at once: grown by doubling, its buffer
+        // was copied at each step, and past glibc's mmap threshold
+        // (`src/main.rs`) each step was a fresh mapping to fault in
+        // (BENCHMARKS.md, seventeenth round).
+        let mut batch = WriteBatch::with_capacity_bytes(self.room());
         for (cf, key, value) in self.writes {
             match value {
                 Op::Put(value) => batch.put_cf(db.cf(cf), key, value),
@@ -82,12 +103,22 @@ impl<'v> SortedWrites<'v> {
         }
         batch
     }
+
+    /// The bytes the `WriteBatch` of these writes takes at most.
+    fn room(&self) -> usize {
+        let records = self
+            .writes
+            .iter()
+            .map(|(_, key, op)| RECORD_OVERHEAD_BYTES + key.len() + op.value_len());
+        BATCH_HEADER_BYTES + records.sum::<usize>()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{CF_DEPLOYMENTS, CF_MEMBERS};
+    use crate::db::{CF_DEPLOYMENTS, CF_INSTANCES, CF_MEMBERS, CF_META};
+    use crate::keys::KEY_COUNTS;
 
     #[test]
     fn writes_to_one_key_keep_their_order_when_sorted() {
@@ -109,5 +140,33 @@ mod tests {
         assert_eq!(get(CF_MEMBERS, b"a"), Some(b"2".to_vec()));
         assert_eq!(get(CF_MEMBERS, b"b"), None);
         assert_eq!(get(CF_DEPLOYMENTS, b"a"), Some(b"3".to_vec()));
+    }
+
+    /// The room made for a batch holds it whole, whatever the lengths of
+    /// its keys and values (each length a varint of one to three bytes
+    /// here), so that it is never grown while it is built.
+    #[test]
+    fn a_batch_fits_in_the_room_made_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), true).unwrap();
+        let mut writes = SortedWrites::default();
+        for n in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let key = vec![b'k'; n.min(200) + 1];
+            writes.put(CF_MEMBERS, key.clone(), vec![b'v'; n]);
+            writes.delete(CF_DEPLOYMENTS, key.clone());
+            writes.merge(CF_INSTANCES, key, vec![b'm'; n / 2]);
+        }
+        writes.put(CF_META, KEY_COUNTS.to_vec(), Vec::new());
+        let room = writes.room();
+        let batch = writes.into_batch(&db);
+        assert!(
+            batch.size_in_bytes() <= room,
+            "{} > {room}",
+            batch.size_in_bytes()
+        );
+        assert!(
+            room - batch.size_in_bytes() <= 16 * 25,
+            "the room is not much larger"
+        );
     }
 }
