@@ -14,10 +14,10 @@ use crate::instance_parts::StoredInstance;
 /// enough for the instances of the deployments in flight at once.
 pub(crate) const RECENT_INSTANCES: usize = 1024;
 
-/// How many decoded deployment rows the writer keeps per generation (a few
-/// hundred bytes each): a batch of live events is spread over the
-/// deployments in flight, and each of them was otherwise read and decoded
-/// again by every batch that touched it (BENCHMARKS.md, seventeenth round).
+/// How many decoded deployment rows the writer keeps per generation: a
+/// batch of live events is spread over the deployments in flight, and each
+/// of them was otherwise read and decoded again by every batch that
+/// touched it (BENCHMARKS.md, seventeenth round).
 pub(crate) const RECENT_DEPLOYMENTS: usize = 1024;
 
 /// What the writer lock guards. Taken out while a batch runs and put back
@@ -100,14 +100,15 @@ impl<K: Hash + Eq + Copy, V: Clone> Recent<K, V> {
     /// Moves an entry out: a batch holds it until it puts back what it
     /// committed.
     pub(crate) fn take(&mut self, id: K) -> Option<V> {
-        self.current.remove(&id).or_else(|| self.older.remove(&id))
+        let current = self.current.remove(&id);
+        let older = self.older.remove(&id);
+        current.or(older)
     }
 
     /// Forgets an entry: a batch took it to change (it comes back
     /// with the batch's outcome).
     pub(crate) fn remove(&mut self, id: K) {
-        self.current.remove(&id);
-        self.older.remove(&id);
+        self.take(id);
     }
 
     pub(crate) fn insert(&mut self, id: K, state: V) {
