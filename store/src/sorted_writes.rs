@@ -165,7 +165,7 @@ mod tests {
             batch.size_in_bytes()
         );
         assert!(
-            room - batch.size_in_bytes() <= 16 * 25,
+            room - batch.size_in_bytes() <= RECORD_OVERHEAD_BYTES * 25,
             "the room is not much larger"
         );
     }
