@@ -113,6 +113,8 @@ fn apply_deployment_event<V: ViewWrite>(
     };
     let row = p.deployment(deployment)?;
     if row.deleted.is_some() && !matches!(event.data, EventData::DeploymentDeleted) {
+        // The row taken goes back as it was.
+        p.finish()?;
         return Ok(Effect::DeploymentDeleted);
     }
     let row = p.deployment(deployment)?;
@@ -384,8 +386,10 @@ enum Whose {
 /// until the end so that each is written (and counted) once.
 struct Projector<'v, V> {
     views: &'v mut V,
-    /// Deployment rows touched: as read, and as they are becoming.
-    deployments: BTreeMap<DeploymentId, (Option<Deployment>, Deployment)>,
+    /// Deployment rows touched: what each added to the global counts
+    /// before this event (`None`: a new row), and the row as it is
+    /// becoming, taken from the views without a copy.
+    deployments: BTreeMap<DeploymentId, (Option<Counted>, Deployment)>,
     /// Who owns each instance this event put in place (`None`: gone), so
     /// that telling whether the event shows needs no second read (a copy
     /// of the instance row, on every event).
@@ -397,9 +401,10 @@ struct Projector<'v, V> {
 impl<V: ViewWrite> Projector<'_, V> {
     fn deployment(&mut self, id: DeploymentId) -> Result<&mut Deployment, V::Error> {
         if !self.deployments.contains_key(&id) {
-            let row = self.views.deployment(id)?;
-            let current = row.clone().unwrap_or_else(|| Deployment::new(id));
-            self.deployments.insert(id, (row, current));
+            let row = self.views.take_deployment(id)?;
+            let before = row.as_ref().map(Counted::of);
+            let current = row.unwrap_or_else(|| Deployment::new(id));
+            self.deployments.insert(id, (before, current));
         }
         Ok(&mut self.deployments.get_mut(&id).expect("just inserted").1)
     }
@@ -673,19 +678,20 @@ impl<V: ViewWrite> Projector<'_, V> {
         Ok(())
     }
 
-    /// Writes the touched deployments and moves the global counts from what
-    /// they contributed before to what they contribute now.
+    /// Puts back the touched deployments (every row taken goes back, changed
+    /// or not: the store writes only what differs from what it holds) and
+    /// moves the global counts from what they contributed before to what
+    /// they contribute now.
     fn finish(self) -> Result<(), V::Error> {
+        if self.deployments.is_empty() {
+            return Ok(());
+        }
         let mut counts = self.views.counts()?;
-        let mut changed = false;
         for (_, (before, after)) in self.deployments {
-            if before.as_ref() == Some(&after) {
-                continue;
-            }
             if let Some(before) = &before {
-                add_counts(&mut counts, &contribution(before), -1);
+                add_counts(&mut counts, &before.counts, -1);
             }
-            let was_completed = before.as_ref().is_some_and(Deployment::is_completed);
+            let was_completed = before.as_ref().is_some_and(|b| b.completed);
             if !was_completed && after.is_completed() && after.deleted.is_none() {
                 if let (Some(first), Some(latest)) = (after.first_event, after.last_progress) {
                     self.completions.push(Completion::Deployment {
@@ -696,12 +702,26 @@ impl<V: ViewWrite> Projector<'_, V> {
             }
             add_counts(&mut counts, &contribution(&after), 1);
             self.views.put_deployment(after)?;
-            changed = true;
         }
-        if changed {
-            self.views.put_counts(counts)?;
+        self.views.put_counts(counts)
+    }
+}
+
+/// What a deployment row was before the event, as far as the global counts
+/// and the completion histograms need it: kept instead of a copy of the row.
+struct Counted {
+    /// What it added to the global counts.
+    counts: Counts,
+    /// Whether it was completed already (a completion is counted once).
+    completed: bool,
+}
+
+impl Counted {
+    fn of(row: &Deployment) -> Self {
+        Self {
+            counts: contribution(row),
+            completed: row.is_completed(),
         }
-        Ok(())
     }
 }
 

@@ -47,6 +47,13 @@ pub trait ViewRead {
 /// same value (the store batches them).
 pub trait ViewWrite: ViewRead {
     fn put_deployment(&mut self, row: Deployment) -> Result<(), Self::Error>;
+    /// A deployment row to change and then
+    /// [`put_deployment`](Self::put_deployment) back: a store may hand over
+    /// its own copy instead of a clone, so the caller must put it back even
+    /// when it changed nothing.
+    fn take_deployment(&mut self, id: DeploymentId) -> Result<Option<Deployment>, Self::Error> {
+        self.deployment(id)
+    }
     fn put_instance(&mut self, state: InstanceState) -> Result<(), Self::Error>;
     /// An instance to change and then [`put_instance`](Self::put_instance)
     /// back: a store may hand over its own copy instead of a clone, so the

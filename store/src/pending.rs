@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rocksdb::DBPinnableSlice;
 
-use audrey_core::domain::{DeploymentId, InstanceId, Source, Timestamp};
+use audrey_core::domain::{DeploymentId, InstanceId, Source, Status, Timestamp};
 use audrey_core::rows::{ConfigServer, Counts, Deployment, Instance, InstanceState};
 use audrey_core::views::{ViewRead, ViewWrite};
 
@@ -111,18 +111,23 @@ impl<'s> Pending<'s> {
     }
 
     fn committed_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
-        if let Some(row) = self.committed_deployments.borrow().get(&id) {
-            return Ok(row.clone());
+        self.read_committed_deployment(id)?;
+        Ok(self.committed_deployments.borrow()[&id].clone())
+    }
+
+    /// Puts the deployment as committed before this batch into
+    /// `committed_deployments`, unless it is there already.
+    fn read_committed_deployment(&self, id: DeploymentId) -> Result<(), StoreError> {
+        if self.committed_deployments.borrow().contains_key(&id) {
+            return Ok(());
         }
         let remembered = self.recent_deployments.borrow_mut().take(id);
         let row = match remembered {
             Some(row) => row,
             None => read_deployment(self, id)?,
         };
-        self.committed_deployments
-            .borrow_mut()
-            .insert(id, row.clone());
-        Ok(row)
+        self.committed_deployments.borrow_mut().insert(id, row);
+        Ok(())
     }
 
     fn committed_instance(&self, id: InstanceId) -> Result<Committed, StoreError> {
@@ -212,20 +217,34 @@ impl<'s> Pending<'s> {
 
     pub(crate) fn write_into(&mut self, batch: &mut SortedWrites<'_>) -> Result<(), StoreError> {
         for (id, row) in &self.deployments {
-            let before = self.committed_deployment(*id)?;
-            if before.as_ref() == Some(row) {
-                continue;
-            }
-            if let Some(before) = before.filter(|b| b.deleted.is_none()) {
-                batch.delete(CF_DEPLOYMENT_STATUS, status_key(before.status(), *id));
-            }
-            if row.deleted.is_none() {
-                let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
-                batch.put(
-                    CF_DEPLOYMENT_STATUS,
-                    status_key(row.status(), *id),
-                    progress.to_be_bytes().to_vec(),
-                );
+            // Compared where it is kept, without a copy.
+            self.read_committed_deployment(*id)?;
+            let was_listed = {
+                let committed = self.committed_deployments.borrow();
+                let before = committed.get(id).and_then(Option::as_ref);
+                if before == Some(row) {
+                    continue;
+                }
+                before.and_then(listing)
+            };
+            // The status index changes only when the status or the last
+            // progress does (a record less per deployment and batch when
+            // the status stays).
+            let listed = listing(row);
+            if was_listed != listed {
+                if let Some((status, _)) = was_listed {
+                    // Under the same status, the put below overwrites it.
+                    if listed.map(|(now, _)| now) != Some(status) {
+                        batch.delete(CF_DEPLOYMENT_STATUS, status_key(status, *id));
+                    }
+                }
+                if let Some((status, progress)) = listed {
+                    batch.put(
+                        CF_DEPLOYMENT_STATUS,
+                        status_key(status, *id),
+                        progress.to_be_bytes().to_vec(),
+                    );
+                }
             }
             batch.put(CF_DEPLOYMENTS, id.as_bytes().to_vec(), encode(row));
             self.changed_deployments.insert(*id);
@@ -308,6 +327,13 @@ impl<'s> Pending<'s> {
     }
 }
 
+/// Where a deployment is listed in the status index, and the last
+/// progress kept there (`None`: deleted, listed nowhere).
+fn listing(row: &Deployment) -> Option<(Status, i64)> {
+    let progress = row.last_progress.map_or(i64::MIN, Timestamp::nanos);
+    row.deleted.is_none().then(|| (row.status(), progress))
+}
+
 impl ViewRead for Pending<'_> {
     type Error = StoreError;
 
@@ -373,6 +399,15 @@ impl ViewWrite for Pending<'_> {
     fn put_deployment(&mut self, row: Deployment) -> Result<(), StoreError> {
         self.deployments.insert(row.uuid, row);
         Ok(())
+    }
+    /// Hands over the batch's own copy when it has one (the events of a
+    /// batch mostly fall on a few deployments each), otherwise a copy of
+    /// the committed row, which stays to compare with when writing.
+    fn take_deployment(&mut self, id: DeploymentId) -> Result<Option<Deployment>, StoreError> {
+        match self.deployments.remove(&id) {
+            Some(row) => Ok(Some(row)),
+            None => self.committed_deployment(id),
+        }
     }
     fn put_instance(&mut self, state: InstanceState) -> Result<(), StoreError> {
         self.more_than_progress.insert(state.instance.uuid);

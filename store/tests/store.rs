@@ -2,8 +2,10 @@
 //! them across a reopen, dedups, and writes everything of a batch at once.
 
 use audrey_core::memory::MemoryViews;
+use audrey_core::projection::Effect;
 use audrey_core::scenario::{ConfigServerScript, Rng, Shape};
-use audrey_core::{Event, Timestamp};
+use audrey_core::views::ViewRead;
+use audrey_core::{Event, EventData, Timestamp};
 use audrey_store::EventOutcome;
 use audrey_store::Store;
 use audrey_testkit::compare::assert_store_matches;
@@ -72,6 +74,33 @@ fn rows_forgotten_by_the_writer_are_read_back_the_same() {
     assert!(expected.instances.len() > 4 * 8);
     assert!(expected.deployments.len() > 4 * 8);
     assert_same_reports(&store, &expected);
+}
+
+#[test]
+fn late_events_in_the_batch_that_deletes_their_deployment_change_nothing() {
+    // The deletion and, after it, events of the same deployment, in one
+    // batch: the deleted row, which the batch itself wrote, stays.
+    let mut events = stream(7, 1);
+    let deletion = events
+        .iter()
+        .position(|e| matches!(e, Event::Deployment(d) if d.data == EventData::DeploymentDeleted))
+        .unwrap();
+    let deleted = events.remove(deletion);
+    events.insert(deletion - 3, deleted);
+    let expected = MemoryViews::from_events(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let outcome = store.apply_batch(&events).unwrap();
+    let late = outcome.outcomes[deletion - 2..=deletion].to_vec();
+    let ignored = EventOutcome::Applied(Effect::DeploymentDeleted);
+    assert_eq!(late, vec![ignored; 3]);
+    assert_same_reports(&store, &expected);
+    let deployment = events[0].deployment().unwrap();
+    let row = store.reader().deployment(deployment).unwrap();
+    assert!(
+        row.is_some_and(|row| row.deleted.is_some()),
+        "the deletion stays"
+    );
 }
 
 #[test]
