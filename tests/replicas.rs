@@ -28,6 +28,9 @@ use lapin::types::{AMQPValue, FieldTable};
 /// removing them, the broker does.
 const QUEUE_EXPIRES: &str = "10m";
 
+/// Each replica's `--prefetch` (with batches of 1,000, half of it).
+const PREFETCH: &str = "2000";
+
 /// Starts replica `name` of the service whose queue is `base.queue`, with
 /// its store in `dir/name`.
 fn start_replica(dir: &Path, base: &Topology, name: &str, extra: &[&str]) -> Service {
@@ -38,6 +41,12 @@ fn start_replica(dir: &Path, base: &Topology, name: &str, extra: &[&str]) -> Ser
         QUEUE_EXPIRES,
         "--max-event-bytes",
         "4096",
+        // A window smaller than the test's burst, so that a frozen replica
+        // finds events still waiting in its queue (and says it is behind).
+        "--prefetch",
+        PREFETCH,
+        "--batch-size",
+        "1000",
     ];
     args.extend_from_slice(extra);
     Service::start(&dir.join(name), base, &args)
@@ -359,7 +368,7 @@ fn replicas_converge_to_identical_reports_through_kills_lag_and_a_bootstrap() {
     let (c, d) = rest.split_at(n * 20 / 100);
     assert!(
         d.len() > 3_000,
-        "a burst larger than the prefetch window: {}",
+        "a burst larger than the prefetch window ({PREFETCH}) and a batch: {}",
         d.len()
     );
     let (poison_a, poison_c) = (0..36, 36..72);

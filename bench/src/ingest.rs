@@ -16,12 +16,13 @@ use crate::amqp;
 use crate::service::{dir_bytes, CpuUse, CpuWatch, Perf, Service};
 use crate::streams;
 use crate::Ctx;
+use audrey_consumer::ingest::{DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH};
 use audrey_testkit::http::Client;
 use audrey_testkit::metrics::metric_sum;
 
 /// The service's defaults, which the baseline copies.
-pub const PREFETCH: u16 = 2000;
-pub const BATCH_SIZE: usize = 1000;
+pub const PREFETCH: u16 = DEFAULT_PREFETCH;
+pub const BATCH_SIZE: usize = DEFAULT_BATCH_SIZE as usize;
 
 pub struct IngestResult {
     pub events: usize,
