@@ -49,14 +49,13 @@ pub use crate::dead_letter::{ERROR_HEADER, REASON_HEADER};
 /// lag and the metrics).
 const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(1);
 
-/// The default AMQP prefetch: three batches, so that while one is synced
-/// and one decoded the broker is refilling the third.
-pub const DEFAULT_PREFETCH: u16 = 9000;
-/// The default most events per synced batch. Against 1,000 / 2,000, these
-/// defaults drained a backlog at 0.61 of the ack-only consumer instead of
-/// 0.46, with 13 % less CPU per event, for ~26 MiB more peak memory
-/// (BENCHMARKS.md, "Eighteenth round").
-pub const DEFAULT_BATCH_SIZE: u32 = 3000;
+/// The default AMQP prefetch: twice a batch, so the next batch is buffered
+/// while this one is synced.
+pub const DEFAULT_PREFETCH: u16 = 2000;
+/// The default most events per synced batch. 3,000 / 9,000 drained a
+/// backlog faster, but the query benchmark's service then peaked over the
+/// 200 MiB goal in three runs of four (BENCHMARKS.md, "Eighteenth round").
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 
 /// How the loop connects and batches.
 #[derive(Debug, Clone)]
