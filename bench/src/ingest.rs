@@ -20,10 +20,6 @@ use audrey_consumer::ingest::{DEFAULT_BATCH_SIZE, DEFAULT_PREFETCH};
 use audrey_testkit::http::Client;
 use audrey_testkit::metrics::metric_sum;
 
-/// The service's defaults, which the baseline copies.
-pub const PREFETCH: u16 = DEFAULT_PREFETCH;
-pub const BATCH_SIZE: usize = DEFAULT_BATCH_SIZE as usize;
-
 pub struct IngestResult {
     pub events: usize,
     pub deployments: usize,
@@ -89,8 +85,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<IngestResult> {
     let drained = ctx.rt.block_on(amqp::baseline_drain(
         &ctx.url,
         &baseline.queue,
-        PREFETCH,
-        BATCH_SIZE,
+        // The service's defaults: the baseline batches as the service does.
+        DEFAULT_PREFETCH,
+        DEFAULT_BATCH_SIZE as usize,
         count as u64,
     ))?;
     let baseline_drain_cpu = watch.stop();
