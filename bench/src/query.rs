@@ -213,6 +213,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         },
         waited.as_secs_f64()
     );
+    eprintln!("[query] service memory, started: {}", service.memory()?);
     let scrape = scrape(service.port, plan.scrape_requests)?;
     eprintln!(
         "[scrape] GET /metrics: median {:.2} ms, p99 {:.2} ms, {} series, {} bytes",
@@ -220,6 +221,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         ms(scrape.p99),
         scrape.series,
         scrape.bytes
+    );
+    eprintln!(
+        "[query] service memory after the scrapes: {}",
+        service.memory()?
     );
 
     let mut idle = Vec::new();
@@ -239,6 +244,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
             );
         }
         idle.push(results);
+        eprintln!(
+            "[query] service memory after idle round {}: {}",
+            round + 1,
+            service.memory()?
+        );
     }
 
     let mut client = Client::new(service.port);
@@ -255,6 +265,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
             report(TARGETS[i], &when, &results[i]);
         }
         loaded.push(results);
+        eprintln!(
+            "[query] service memory after loaded round {}: {}",
+            round + 1,
+            service.memory()?
+        );
     }
     let settled_after = service.events_settled(&mut client)?;
     let loaded_ingest_rate =
@@ -284,6 +299,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<QueryResult> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("[query] service memory, all settled: {}", service.memory()?);
     let peak_rss = service.peak_rss()?;
     service.stop()?;
     let (ready, _) = ctx

@@ -148,6 +148,19 @@ impl Service {
         proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
     }
 
+    /// The service's resident memory now, by kind, and its peak so far:
+    /// logged after each phase, it says which phase sets the peak and
+    /// whether the peak is the heap or mapped files (the binary's code).
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let kib = |field| proc_status_kib(self.pid(), field);
+        Ok(Memory {
+            resident_kib: kib("VmRSS:")?,
+            peak_kib: kib("VmHWM:")?,
+            anonymous_kib: kib("RssAnon:")?,
+            file_kib: kib("RssFile:")?,
+        })
+    }
+
     /// Waits until the service has used under 5 % of a core for a whole
     /// second (RocksDB done compacting what it was opened on), or until
     /// `timeout`; says how long it waited and whether it became quiet.
@@ -215,6 +228,34 @@ fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// A process's resident memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub resident_kib: u64,
+    /// VmHWM: the most resident so far (what the memory goal bounds).
+    pub peak_kib: u64,
+    /// RssAnon: the heaps (Rust's allocator, RocksDB's memtables and
+    /// block cache, thread stacks).
+    pub anonymous_kib: u64,
+    /// RssFile: mapped files, mostly the binary's own code and libraries.
+    pub file_kib: u64,
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        write!(
+            f,
+            "resident {:.1} MiB (heap {:.1}, files {:.1}), peak so far {:.1} MiB",
+            mib(self.resident_kib),
+            mib(self.anonymous_kib),
+            mib(self.file_kib),
+            mib(self.peak_kib)
+        )
+    }
 }
 
 /// utime + stime of a process, from /proc/<pid>/stat.
