@@ -145,19 +145,21 @@ impl Service {
 
     /// Peak resident set size so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
-        proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
+        proc_status_kib(self.pid(), ["VmHWM:"]).map(|[kib]| kib * 1024)
     }
 
     /// The service's resident memory now, by kind, and its peak so far:
     /// logged after each phase, it says which phase sets the peak and
     /// whether the peak is the heap or mapped files (the binary's code).
     pub fn memory(&self) -> anyhow::Result<Memory> {
-        let kib = |field| proc_status_kib(self.pid(), field);
+        let fields = ["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"];
+        let [resident_kib, peak_kib, anonymous_kib, file_kib] =
+            proc_status_kib(self.pid(), fields)?;
         Ok(Memory {
-            resident_kib: kib("VmRSS:")?,
-            peak_kib: kib("VmHWM:")?,
-            anonymous_kib: kib("RssAnon:")?,
-            file_kib: kib("RssFile:")?,
+            resident_kib,
+            peak_kib,
+            anonymous_kib,
+            file_kib,
         })
     }
 
@@ -221,13 +223,19 @@ impl Drop for Service {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+/// `fields` of `/proc/<pid>/status`, in KiB, from one read of it (one
+/// moment: a peak read apart from the resident size could be older).
+fn proc_status_kib<const N: usize>(pid: u32, fields: [&str; N]) -> anyhow::Result<[u64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+    let mut values = [0; N];
+    for (value, field) in values.iter_mut().zip(fields) {
+        *value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    }
+    Ok(values)
 }
 
 /// A process's resident memory, from `/proc/<pid>/status`.
