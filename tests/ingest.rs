@@ -370,3 +370,57 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
     let store = Store::open(&data).unwrap();
     assert_store_matches(&store, &MemoryViews::from_events(&valid), Timestamp::now());
 }
+
+/// Operators page on ERROR lines: a service told to stop (SIGTERM) after it
+/// has consumed must say "stopped cleanly" and nothing at ERROR level,
+/// restart after restart. Before every channel was closed ahead of the
+/// connection, a channel that closed itself on drop could still be closing
+/// when the connection's close was answered, and lapin logged "Connection
+/// error" ("invalid channel state: Closing", or "invalid connection state:
+/// Closed") on a few of these stops: the race depends on the broker's order
+/// of answers. With that code this test failed in 4 of 12 runs of its 60
+/// rounds; it has not failed since in 14.
+#[test]
+fn a_stopped_service_logs_no_error_restart_after_restart() {
+    const ROUNDS: usize = 60;
+    let rt = runtime();
+    let topology = unique_topology("stops");
+    let _cleanup = RemoveOnDrop(topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = realistic_stream(4, 8, 2);
+    let chunk = events.len().div_ceil(ROUNDS);
+    for (round, events) in events.chunks(chunk).enumerate() {
+        let service = Service::start(&data, &topology, &["--log-format", "json"]);
+        service.wait_ready(Duration::from_secs(60));
+        rt.block_on(async {
+            let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+            publisher.publish_all(events).await.unwrap();
+            publisher.close().await.unwrap();
+        });
+        // Stopped with the consumer, the queue-depth watch and the
+        // dead-letter channel all open, after a round of work.
+        wait_until(
+            Duration::from_secs(60),
+            "the round's events consumed",
+            || {
+                let m = service.get("/metrics").text();
+                metric_sum(&m, "audrey_events_consumed_total")
+                    + metric_sum(&m, "audrey_events_duplicate_total")
+                    >= events.len() as f64
+            },
+        );
+        let log = service.log.clone();
+        assert_eq!(service.stop(), Some(0), "round {round}");
+        let text = std::fs::read_to_string(log).unwrap();
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("\"level\":\"ERROR\""))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "round {round} logged errors: {errors:#?}"
+        );
+        assert!(text.contains("stopped cleanly"), "round {round}: {text}");
+    }
+}

@@ -49,6 +49,14 @@ impl DeadLetters {
         })
     }
 
+    /// Closes the channel, waiting for the broker's answer. Called before
+    /// the connection is closed: a channel left to close itself when
+    /// dropped can still be closing when the connection's close is
+    /// answered, and lapin then logs an ERROR for what was a clean stop.
+    pub(crate) async fn close(&self, reason: &str) {
+        let _ = self.channel.close(200, reason.into()).await;
+    }
+
     /// Dead-letters `delivery` (received on `from`) for `error`, counted
     /// and logged once.
     pub(crate) async fn send(

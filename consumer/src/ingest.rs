@@ -172,6 +172,14 @@ impl Session<'_> {
             .await?;
         let dead_letters =
             DeadLetters::open(&connection, &config.topology.dead_letter_exchange).await?;
+        // The watch's and the screening's channels are opened here, not in
+        // their futures, so that each is closed below, before the
+        // connection, whichever way the session ends.
+        let depth_channel = connection.create_channel().await?;
+        let screen_channel = match &config.topology.replica {
+            Some(_) => Some(connection.create_channel().await?),
+            None => None,
+        };
         let mut consumer = channel
             .basic_consume(
                 config.topology.queue.as_str().into(),
@@ -247,10 +255,10 @@ impl Session<'_> {
         // Beside them: the screening of invalid messages (replicas) and how
         // many events wait in the queue.
         let screening = async {
-            match &config.topology.replica {
-                Some(replica) => {
+            match (&config.topology.replica, &screen_channel) {
+                (Some(replica), Some(screen_channel)) => {
                     crate::screen::screen(
-                        &connection,
+                        screen_channel,
                         replica,
                         &config.checks,
                         &dead_letters,
@@ -259,11 +267,11 @@ impl Session<'_> {
                     )
                     .await
                 }
-                None => Ok(()),
+                _ => Ok(()),
             }
         };
         let depth = watch_queue_depth(
-            &connection,
+            &depth_channel,
             &config.topology.queue,
             self.observer.as_ref(),
             progress,
@@ -273,12 +281,21 @@ impl Session<'_> {
         // Deliveries prefetched but not processed go back to the queue (and,
         // after a stall, whatever the broker held for this channel). A dead
         // connection cannot say goodbye: at most a second is spent trying.
+        // Every channel is closed, and its close answered, before the
+        // connection: one left to close itself when dropped may still be
+        // closing when the connection's close is answered, and lapin then
+        // logs an ERROR for a clean stop (operators page on those).
         let reason = if ended.is_ok() {
             "shutting down"
         } else {
             "restarting"
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = depth_channel.close(200, reason.into()).await;
+            if let Some(screen_channel) = &screen_channel {
+                let _ = screen_channel.close(200, reason.into()).await;
+            }
+            dead_letters.close(reason).await;
             let _ = channel.close(200, reason.into()).await;
             let _ = connection.close(200, reason.into()).await;
         })
@@ -456,17 +473,17 @@ fn spawn_writer(
 }
 
 /// Counts the messages waiting in `queue` every [`QUEUE_DEPTH_EVERY`] until
-/// `stop`: how far behind this service is, as the broker sees it. Ends the
-/// session with an error when the consumer is stalled (see `stall`): events
-/// wait in the queue while the broker sends this idle consumer none.
+/// `stop`, on `channel` (its own, which the caller closes): how far behind
+/// this service is, as the broker sees it. Ends the session with an error
+/// when the consumer is stalled (see `stall`): events wait in the queue
+/// while the broker sends this idle consumer none.
 async fn watch_queue_depth(
-    connection: &lapin::Connection,
+    channel: &Channel,
     queue: &str,
     observer: &dyn Observer,
     progress: &Progress,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let channel = connection.create_channel().await?;
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()

@@ -10,7 +10,7 @@ use futures_lite::future::poll_once;
 use futures_lite::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::Connection;
+use lapin::Channel;
 use tokio::sync::watch;
 
 use audrey_core::Timestamp;
@@ -23,16 +23,16 @@ use crate::topology::Replica;
 /// Deliveries the screening consumer takes at a time.
 const SCREEN_BATCH: u16 = 500;
 
-/// Screens the replica's screening queue until `stop`.
+/// Screens the replica's screening queue on `channel` (its own, which
+/// the caller closes) until `stop`.
 pub(crate) async fn screen(
-    connection: &Connection,
+    channel: &Channel,
     replica: &Replica,
     checks: &Checks,
     dead_letters: &DeadLetters,
     observer: &dyn Observer,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let channel = connection.create_channel().await?;
     channel
         .basic_qos(SCREEN_BATCH * 2, BasicQosOptions::default())
         .await?;
@@ -66,7 +66,7 @@ pub(crate) async fn screen(
                 Ok(_) => Settled::Published,
                 Err(error) => {
                     dead_letters
-                        .send(&channel, delivery, &error, observer)
+                        .send(channel, delivery, &error, observer)
                         .await?
                 }
             };
