@@ -75,8 +75,8 @@ struct Args {
     #[arg(long)]
     service_bin: Option<PathBuf>,
     /// Record CPU profiles (`perf record`) of the service during the ingest
-    /// drain and the idle query runs, and of this process during the
-    /// largest scale step, into this directory. Figures of such a run are
+    /// drain and the idle query runs, and of this process during each
+    /// scale step, into this directory. Figures of such a run are
     /// perturbed by perf.
     #[arg(long)]
     perf_dir: Option<PathBuf>,

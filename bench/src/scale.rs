@@ -47,18 +47,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<ScalePoint>> {
     let mut points = Vec::new();
     for &size in &plan.scale_sizes {
         let dir = ctx.work.join(format!("scale-{size}"));
-        let largest = Some(&size) == plan.scale_sizes.iter().max();
-        let profile = if largest {
-            ctx.perf_dir.as_deref()
-        } else {
-            None
-        };
+        // Every step is profiled (`scale-<size>.perf.data`): what the
+        // largest step spends more of shows only beside the smallest's.
         let point = measure(
             &dir,
             size,
             plan.scale_batches,
             plan.scale_batch_size,
-            profile,
+            ctx.perf_dir.as_deref(),
         )?;
         eprintln!(
             "[scale] {size} instances: {:.1} us per event ({:.1} us of CPU); {:.1} us with \
