@@ -13,6 +13,7 @@ use std::sync::Arc;
 use audrey_api::cache::{Key, Lookup, ReportCache, Validity};
 use audrey_api::routes::Format;
 use audrey_api::{xml, ApiSettings, ApiState, Metrics};
+use audrey_core::projection::seconds_between;
 use audrey_core::query::{self, ReportContext, Seconds};
 use audrey_core::scenario::{ConfigServerScript, Shape};
 use audrey_core::views::ViewRead;
@@ -100,6 +101,28 @@ fn deployment_report_validity(
         Validity::of_deployment(&parts, &r, ctx),
         parts.durations().flatten().is_some(),
     ))
+}
+
+/// How far a check of a deployment report keeps from the report's next
+/// change: a check asks for it several times over a few milliseconds, and
+/// its text (a blocker's "ago", say) may change with the clock in between.
+const CLEAR_OF_CHANGE: f64 = 0.25;
+
+/// Waits, if need be, until a deployment's report will read the same for
+/// at least [`CLEAR_OF_CHANGE`] seconds, so that all the answers one check
+/// compares were rendered at moments when the service's answer was one.
+fn wait_clear_of_change(store: &Store, id: DeploymentId) {
+    loop {
+        let now = Timestamp::now();
+        let ctx = ReportContext::at(now);
+        match deployment_report_validity(&store.reader(), id, &ctx) {
+            Some((Validity::Until(end), _)) if seconds_between(now, end) < CLEAR_OF_CHANGE => {
+                let left = seconds_between(now, end).max(0.0);
+                std::thread::sleep(std::time::Duration::from_secs_f64(left + 0.001));
+            }
+            _ => return,
+        }
+    }
 }
 
 /// The cache's key of a report in either format.
@@ -229,6 +252,7 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
                 format!("/reports/deployment/{d}"),
                 report.map(|(validity, _)| validity),
                 running.then_some(key),
+                Some(d),
             ));
         }
         for i in &instances {
@@ -242,6 +266,7 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
                         format!("/reports/instance/{i}/service/{}", s.name.as_str()),
                         Some(Validity::Always),
                         s.durations().flatten().map(|_| key),
+                        None,
                     ));
                 }
             }
@@ -253,10 +278,14 @@ fn cached_answers_are_the_uncached_ones_after_every_batch() {
                 format!("/reports/instance/{i}"),
                 report.map(|_| Validity::Always),
                 running.then_some(key),
+                None,
             ));
         }
-        for (path, validity, running) in &paths {
+        for (path, validity, running, deployment) in &paths {
             for accept in ["application/xml", "application/json"] {
+                if let Some(d) = deployment {
+                    wait_clear_of_change(&store, *d);
+                }
                 let headers = [("Accept", accept)];
                 let first = get(cached_port, path, &headers);
                 let second = get(cached_port, path, &headers);
