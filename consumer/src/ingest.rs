@@ -176,8 +176,10 @@ impl Session<'_> {
         // their futures, so that each is closed below, before the
         // connection, whichever way the session ends.
         let depth_channel = connection.create_channel().await?;
-        let screen_channel = match &config.topology.replica {
-            Some(_) => Some(connection.create_channel().await?),
+        // A replica screens what the queue would refuse: its replica
+        // settings and the channel it screens on, together.
+        let screening_on = match &config.topology.replica {
+            Some(replica) => Some((replica, connection.create_channel().await?)),
             None => None,
         };
         let mut consumer = channel
@@ -255,20 +257,18 @@ impl Session<'_> {
         // Beside them: the screening of invalid messages (replicas) and how
         // many events wait in the queue.
         let screening = async {
-            match (&config.topology.replica, &screen_channel) {
-                (Some(replica), Some(screen_channel)) => {
-                    crate::screen::screen(
-                        screen_channel,
-                        replica,
-                        &config.checks,
-                        &dead_letters,
-                        self.observer.as_ref(),
-                        &mut screen_stop,
-                    )
-                    .await
-                }
-                _ => Ok(()),
-            }
+            let Some((replica, screen_channel)) = &screening_on else {
+                return Ok(());
+            };
+            crate::screen::screen(
+                screen_channel,
+                replica,
+                &config.checks,
+                &dead_letters,
+                self.observer.as_ref(),
+                &mut screen_stop,
+            )
+            .await
         };
         let depth = watch_queue_depth(
             &depth_channel,
@@ -292,7 +292,7 @@ impl Session<'_> {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = depth_channel.close(200, reason.into()).await;
-            if let Some(screen_channel) = &screen_channel {
+            if let Some((_, screen_channel)) = &screening_on {
                 let _ = screen_channel.close(200, reason.into()).await;
             }
             dead_letters.close(reason).await;
