@@ -47,16 +47,14 @@ fn a_shuffled_stream_with_duplicates_ends_in_exactly_the_expected_views() {
         publisher.close().await.unwrap();
     });
 
-    let expected_total = published.len() as f64;
-    wait_until(
+    service.wait_handled(
         Duration::from_secs(60),
         "every event to be consumed",
-        || {
-            let m = service.get("/metrics").text();
-            metric_sum(&m, "audrey_events_consumed_total")
-                + metric_sum(&m, "audrey_events_duplicate_total")
-                >= expected_total
-        },
+        &[
+            "audrey_events_consumed_total",
+            "audrey_events_duplicate_total",
+        ],
+        published.len(),
     );
     let metrics = service.get("/metrics").text();
     assert_eq!(
@@ -184,16 +182,15 @@ fn binary_and_structured_content_modes_give_one_set_of_events() {
     });
 
     let duplicates = again.len() + 1;
-    wait_until(
+    service.wait_handled(
         Duration::from_secs(60),
         "every message to be handled",
-        || {
-            let m = service.get("/metrics").text();
-            metric_sum(&m, "audrey_events_consumed_total")
-                + metric_sum(&m, "audrey_events_duplicate_total")
-                + metric_sum(&m, "audrey_events_dead_lettered_total")
-                >= (events.len() + duplicates + invalid) as f64
-        },
+        &[
+            "audrey_events_consumed_total",
+            "audrey_events_duplicate_total",
+            "audrey_events_dead_lettered_total",
+        ],
+        events.len() + duplicates + invalid,
     );
     let metrics = service.get("/metrics").text();
     assert_eq!(
@@ -400,15 +397,14 @@ fn a_stopped_service_logs_no_error_restart_after_restart() {
         });
         // Stopped with the consumer, the queue-depth watch and the
         // dead-letter channel all open, after a round of work.
-        wait_until(
+        service.wait_handled(
             Duration::from_secs(60),
             "the round's events consumed",
-            || {
-                let m = service.get("/metrics").text();
-                metric_sum(&m, "audrey_events_consumed_total")
-                    + metric_sum(&m, "audrey_events_duplicate_total")
-                    >= events.len() as f64
-            },
+            &[
+                "audrey_events_consumed_total",
+                "audrey_events_duplicate_total",
+            ],
+            events.len(),
         );
         let log = service.log.clone();
         assert_eq!(service.stop(), Some(0), "round {round}");

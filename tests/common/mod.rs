@@ -79,6 +79,16 @@ impl Service {
         });
     }
 
+    /// Waits until the service has handled at least `n` messages, counted
+    /// as the sum of these counter families: the ones the test's messages
+    /// can end as (consumed, a duplicate, dead-lettered).
+    pub fn wait_handled(&self, timeout: Duration, what: &str, families: &[&str], n: usize) {
+        wait_until(timeout, what, || {
+            let m = self.get("/metrics").text();
+            families.iter().map(|f| metric_sum(&m, f)).sum::<f64>() >= n as f64
+        });
+    }
+
     pub fn get(&self, path: &str) -> Response {
         get(self.port, path, &[])
             .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log_text()))
