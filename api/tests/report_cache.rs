@@ -115,13 +115,14 @@ fn wait_clear_of_change(store: &Store, id: DeploymentId) {
     loop {
         let now = Timestamp::now();
         let ctx = ReportContext::at(now);
-        match deployment_report_validity(&store.reader(), id, &ctx) {
-            Some((Validity::Until(end), _)) if seconds_between(now, end) < CLEAR_OF_CHANGE => {
-                let left = seconds_between(now, end).max(0.0);
-                std::thread::sleep(std::time::Duration::from_secs_f64(left + 0.001));
-            }
+        let left = match deployment_report_validity(&store.reader(), id, &ctx) {
+            Some((Validity::Until(end), _)) => seconds_between(now, end),
             _ => return,
+        };
+        if left >= CLEAR_OF_CHANGE {
+            return;
         }
+        std::thread::sleep(std::time::Duration::from_secs_f64(left.max(0.0) + 0.001));
     }
 }
 
