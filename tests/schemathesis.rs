@@ -260,10 +260,12 @@ fn the_live_service_keeps_its_openapi_contract() {
     service.wait_ready(Duration::from_secs(60));
 
     let published = simulate(&topology);
-    wait_until(Duration::from_secs(60), "the service to consume", || {
-        let metrics = service.get("/metrics").text();
-        metric_sum(&metrics, "audrey_events_consumed_total") as usize >= published
-    });
+    service.wait_handled(
+        Duration::from_secs(60),
+        "the service to consume",
+        &["audrey_events_consumed_total"],
+        published,
+    );
     let known = known_ids(&service);
 
     let mut failed = Vec::new();
