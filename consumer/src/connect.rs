@@ -22,6 +22,15 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// instead of the two minutes RabbitMQ's default of 60 s would take.
 pub const DEFAULT_HEARTBEAT_SECONDS: u16 = 10;
 
+/// The largest AMQP frame asked for when a URL does not set one. lapin
+/// keeps a receive and a send buffer of 32 frames each per connection,
+/// zero-filled when the connection opens: with RabbitMQ's 128 KiB default
+/// that is 8 MiB resident per connection, for deliveries of about half a
+/// kilobyte. At 32 KiB the buffers take 2 MiB; an event larger than a
+/// frame (up to `--max-event-bytes`) arrives in several frames
+/// (BENCHMARKS.md, "Twenty-second round").
+pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
+
 /// How long one node may take to accept a connection before the next is
 /// tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,7 +103,7 @@ impl Broker {
         let mut failures = Vec::new();
         for offset in 0..self.urls.len() {
             let index = (first + offset) % self.urls.len();
-            let url = with_heartbeat(&self.urls[index]);
+            let url = with_defaults(&self.urls[index]);
             let properties = ConnectionProperties::default().with_connection_name(name.into());
             let runtime = lapin::runtime::default_runtime()?;
             let tls = OwnedTLSConfig {
@@ -130,13 +139,21 @@ impl Broker {
     }
 }
 
-/// `url` with `heartbeat=` set, unless it sets one already.
-fn with_heartbeat(url: &str) -> String {
-    if url.contains("heartbeat=") {
-        return url.to_owned();
+/// `url` with `heartbeat=` and `frame_max=` set, unless it sets them
+/// already.
+fn with_defaults(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (name, value) in [
+        ("heartbeat", u32::from(DEFAULT_HEARTBEAT_SECONDS)),
+        ("frame_max", DEFAULT_FRAME_MAX),
+    ] {
+        if url.contains(&format!("{name}=")) {
+            continue;
+        }
+        let separator = if url.contains('?') { '&' } else { '?' };
+        url = format!("{url}{separator}{name}={value}");
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECONDS}")
+    url
 }
 
 #[cfg(test)]
@@ -144,19 +161,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_get_a_heartbeat_unless_they_have_one() {
+    fn urls_get_a_heartbeat_and_a_frame_max_unless_they_set_them() {
         assert_eq!(
-            with_heartbeat("amqp://h:5672/%2f"),
-            "amqp://h:5672/%2f?heartbeat=10"
+            with_defaults("amqp://h:5672/%2f"),
+            "amqp://h:5672/%2f?heartbeat=10&frame_max=32768"
         );
         assert_eq!(
-            with_heartbeat("amqp://h/%2f?frame_max=8192"),
+            with_defaults("amqp://h/%2f?frame_max=8192"),
             "amqp://h/%2f?frame_max=8192&heartbeat=10"
         );
         assert_eq!(
-            with_heartbeat("amqp://h/v?heartbeat=5"),
-            "amqp://h/v?heartbeat=5"
+            with_defaults("amqp://h/v?heartbeat=5"),
+            "amqp://h/v?heartbeat=5&frame_max=32768"
         );
+        assert_eq!(
+            with_defaults("amqp://h/v?heartbeat=5&frame_max=131072"),
+            "amqp://h/v?heartbeat=5&frame_max=131072"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_broker_agrees_to_the_smaller_frames() {
+        let connection = Broker::new(DEFAULT_AMQP_URL).connect("test").await.unwrap();
+        // RabbitMQ offers 128 KiB; the connection settles on what was asked.
+        assert_eq!(connection.configuration().frame_max(), DEFAULT_FRAME_MAX);
+        assert_eq!(
+            connection.configuration().heartbeat(),
+            DEFAULT_HEARTBEAT_SECONDS
+        );
+        let _ = connection.close(200, "done".into()).await;
     }
 
     #[tokio::test]

@@ -63,6 +63,19 @@ pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
     CF_DEDUP,
     CF_META,
 ];
+/// The column families read by key. The others are only iterated (the
+/// log, the two indexes, the empty `services`): a bloom filter there, in
+/// each file and each memtable, would be memory no read consults, and the
+/// log's grows with every event (BENCHMARKS.md, "Twenty-second round").
+const POINT_READ_FAMILIES: [&str; 5] = [
+    CF_DEPLOYMENTS,
+    CF_INSTANCES,
+    CF_CONFIG_SERVERS,
+    CF_DEDUP,
+    CF_META,
+];
+/// The event log's data blocks (RocksDB's default is 4 KiB).
+const EVENTS_BLOCK_BYTES: usize = 16 << 10;
 /// The column families that hold views: a rebuild empties them.
 pub(crate) const VIEW_FAMILIES: [&str; 6] = [
     CF_DEPLOYMENTS,
@@ -123,9 +136,18 @@ impl Db {
         // sizes its table from the blocks it holds.
         let cache = Cache::new_hyper_clock_cache(BLOCK_CACHE_BYTES, 0);
         let families = COLUMN_FAMILIES.iter().map(|name| {
+            let point_read = POINT_READ_FAMILIES.contains(name);
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
+            if point_read {
+                table.set_bloom_filter(10.0, false);
+            }
+            if *name == CF_EVENTS {
+                // Read only in order (a deployment's history, export,
+                // rebuild): larger blocks make its index, kept in memory
+                // beside the cache for every file, a quarter the size.
+                table.set_block_size(EVENTS_BLOCK_BYTES);
+            }
             let mut cf = Options::default();
             // The raw log (JSON) compresses well; view rows are small
             // postcard and read on every report: they stay uncompressed.
@@ -138,9 +160,12 @@ impl Db {
             cf.set_block_based_table_factory(&table);
             cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
             // Most dedup lookups miss: a memtable bloom filter answers them
-            // without walking the memtable.
-            cf.set_memtable_whole_key_filtering(true);
-            cf.set_memtable_prefix_bloom_ratio(0.05);
+            // without walking the memtable. (800 KiB per memtable: only
+            // where keys are looked up.)
+            if point_read {
+                cf.set_memtable_whole_key_filtering(true);
+                cf.set_memtable_prefix_bloom_ratio(0.05);
+            }
             if *name == CF_INSTANCES {
                 // A batch that changed only an instance's progress writes
                 // only that, merged into the row when it is read (the
