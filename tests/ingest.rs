@@ -368,6 +368,93 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
     assert_store_matches(&store, &MemoryViews::from_events(&valid), Timestamp::now());
 }
 
+/// The service asks for 32 KiB AMQP frames (its connection buffers are 32
+/// frames each): an event of many frames is applied whole, and a message
+/// over `--max-event-bytes` that spans dozens of frames is dead-lettered
+/// with every byte of its body.
+#[test]
+fn messages_of_many_frames_are_applied_or_dead_lettered_whole() {
+    use audrey_core::scenario::script::{self, DeploymentScript};
+    let rt = runtime();
+    let topology = unique_topology("frames");
+    let _cleanup = RemoveOnDrop(topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data, &topology, &[]);
+    service.wait_ready(Duration::from_secs(60));
+
+    // A registration of about 300 KiB (the default limit is 1 MiB).
+    let services = (0..30)
+        .map(|s| {
+            let parameters = (0..40)
+                .map(|p| script::static_param(&format!("{p:03}-{}", "x".repeat(240))))
+                .collect();
+            script::service(&format!("service-{s}"), parameters)
+        })
+        .collect();
+    let big =
+        DeploymentScript::new(script::BLOG).register(0, script::MYSQL, "mysql", &[], services);
+    let json_len = serde_json::to_vec(&big.to_json()).unwrap().len();
+    assert!(json_len > 8 * 32 * 1024, "{json_len} bytes");
+    let oversized = vec![b'x'; 1536 * 1024];
+    rt.block_on(async {
+        let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
+        publisher.publish(&big).await.unwrap();
+        publisher
+            .publish_raw(
+                "org.aeolusproject.audrey.instance.contacted",
+                &oversized,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        publisher.close().await.unwrap();
+    });
+    service.wait_handled(
+        Duration::from_secs(60),
+        "both messages to be handled",
+        &[
+            "audrey_events_consumed_total",
+            "audrey_events_dead_lettered_total",
+        ],
+        2,
+    );
+    let metrics = service.get("/metrics").text();
+    assert_eq!(metric_sum(&metrics, "audrey_events_consumed_total"), 1.0);
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "audrey_events_dead_lettered_total{reason=\"too_large\"}"
+        ),
+        Some(1.0)
+    );
+    let dead = rt.block_on(async {
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let message = channel
+            .basic_get(
+                topology.dead_letter_queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+            .expect("the oversized message is dead-lettered");
+        let _ = connection.close(200, "done".into()).await;
+        message.delivery.data
+    });
+    assert!(
+        dead == oversized,
+        "dead-lettered body of {} bytes",
+        dead.len()
+    );
+
+    assert_eq!(service.stop(), Some(0));
+    let store = Store::open(&data).unwrap();
+    assert_store_matches(&store, &MemoryViews::from_events(&[big]), Timestamp::now());
+}
+
 /// Operators page on ERROR lines: a service told to stop (SIGTERM) after it
 /// has consumed must say "stopped cleanly" and nothing at ERROR level,
 /// restart after restart. Before every channel was closed ahead of the
