@@ -166,22 +166,6 @@ fn reply_code(error: &lapin::Error) -> Option<u16> {
     }
 }
 
-/// Every message of a queue, taken (acknowledged) one by one.
-async fn take_all(url: &str, queue: &str) -> Vec<Delivery> {
-    let connection = Connection::connect(url, Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let mut messages = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        messages.push(message.delivery);
-    }
-    let _ = connection.close(200, "done".into()).await;
-    messages
-}
-
 /// Waits until `queue` holds `n` ready messages.
 fn wait_for_messages(rt: &tokio::runtime::Runtime, url: &str, queue: &str, n: u32) {
     wait_until(

@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use audrey_consumer::connect::DEFAULT_FRAME_MAX;
 use audrey_consumer::ingest::REASON_HEADER;
 use audrey_consumer::publisher::header;
 use audrey_consumer::{ContentMode, Publisher};
@@ -15,7 +16,6 @@ use audrey_core::scenario::Rng;
 use audrey_core::{Event, Timestamp};
 use audrey_store::Store;
 use common::*;
-use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 
@@ -326,37 +326,18 @@ fn poison_messages_are_dead_lettered_with_their_reason_and_block_nothing() {
 
     // Every bad message is in the dead-letter queue, with its reason.
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
-    rt.block_on(async {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        while let Some(message) = channel
-            .basic_get(
-                topology.dead_letter_queue.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap()
-        {
-            let headers = message
-                .delivery
-                .properties
-                .headers()
-                .clone()
-                .unwrap_or_default();
-            let reason = match headers.inner().get(REASON_HEADER) {
-                Some(AMQPValue::LongString(s)) => s.to_string(),
-                other => panic!("dead letter without a reason: {other:?}"),
-            };
-            assert!(
-                headers.inner().contains_key("x-test-seq"),
-                "original headers are kept"
-            );
-            *found.entry(reason).or_default() += 1;
-        }
-        let _ = connection.close(200, "done".into()).await;
-    });
+    for message in rt.block_on(take_all(AMQP_URL, &topology.dead_letter_queue)) {
+        let headers = message.properties.headers().clone().unwrap_or_default();
+        let reason = match headers.inner().get(REASON_HEADER) {
+            Some(AMQPValue::LongString(s)) => s.to_string(),
+            other => panic!("dead letter without a reason: {other:?}"),
+        };
+        assert!(
+            headers.inner().contains_key("x-test-seq"),
+            "original headers are kept"
+        );
+        *found.entry(reason).or_default() += 1;
+    }
     let expected: BTreeMap<String, usize> = expected_reasons
         .iter()
         .map(|(k, v)| (k.to_string(), *v))
@@ -395,7 +376,10 @@ fn messages_of_many_frames_are_applied_or_dead_lettered_whole() {
     let big =
         DeploymentScript::new(script::BLOG).register(0, script::MYSQL, "mysql", &[], services);
     let json_len = serde_json::to_vec(&big.to_json()).unwrap().len();
-    assert!(json_len > 8 * 32 * 1024, "{json_len} bytes");
+    assert!(
+        json_len > 8 * DEFAULT_FRAME_MAX as usize,
+        "{json_len} bytes"
+    );
     let oversized = vec![b'x'; 1536 * 1024];
     rt.block_on(async {
         let publisher = Publisher::connect(AMQP_URL, &topology).await.unwrap();
@@ -428,26 +412,12 @@ fn messages_of_many_frames_are_applied_or_dead_lettered_whole() {
         ),
         Some(1.0)
     );
-    let dead = rt.block_on(async {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let message = channel
-            .basic_get(
-                topology.dead_letter_queue.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap()
-            .expect("the oversized message is dead-lettered");
-        let _ = connection.close(200, "done".into()).await;
-        message.delivery.data
-    });
+    let dead = rt.block_on(take_all(AMQP_URL, &topology.dead_letter_queue));
+    assert_eq!(dead.len(), 1, "the oversized message is dead-lettered");
     assert!(
-        dead == oversized,
+        dead[0].data == oversized,
         "dead-lettered body of {} bytes",
-        dead.len()
+        dead[0].data.len()
     );
 
     assert_eq!(service.stop(), Some(0));

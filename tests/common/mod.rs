@@ -17,6 +17,27 @@ pub use audrey_testkit::http::{get, request, Response};
 pub use audrey_testkit::metrics::{metric_sum, metric_value};
 pub use audrey_testkit::wait::{free_port, wait_until};
 
+/// Every message of a queue, taken (acknowledged) one by one.
+pub async fn take_all(url: &str, queue: &str) -> Vec<lapin::message::Delivery> {
+    let connection = lapin::Connection::connect(url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        messages.push(message.delivery);
+    }
+    let _ = connection.close(200, "done".into()).await;
+    messages
+}
+
 /// Messages ready in a queue (not counting those delivered and unacked).
 pub async fn ready_messages(queue: &str) -> u32 {
     audrey_testkit::broker::ready_messages(queue)
